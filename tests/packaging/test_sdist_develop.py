@@ -1,0 +1,39 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
+"""The sdist ships only our files; development mode links the overlay so edits need no reinstall."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import fork_build
+from fork_build.pin import ROOT, Pin
+
+
+def test_sdist_holds_only_our_files(tmp_path: Path, pin: Pin, ours: set[str], upstream_wheel: Path):
+    """build_sdist: the build inputs, overlay, patches and legal texts; not one upstream file."""
+    sdist = tmp_path / fork_build.build_sdist(str(tmp_path))
+    prefix = f"ultralytics-{pin.fork_version}/"
+    with tarfile.open(sdist) as tar:
+        names = {m.name.removeprefix(prefix) for m in tar.getmembers()}
+    assert {"PKG-INFO", "pyproject.toml", "upstream.toml", "patches/series", "fork_build/__init__.py"} <= names
+    assert ours <= names
+    assert {n for n in names if n.startswith("ultralytics/")} == ours
+    again = tmp_path / "again"
+    again.mkdir()
+    assert (again / fork_build.build_sdist(str(again))).read_bytes() == sdist.read_bytes()
+
+
+def test_development_tree_links_the_overlay():
+    """build/editable holds the patched package with our folders symlinked into the repository."""
+    tree = fork_build.develop()
+    add_modules = tree / "ultralytics" / "nn" / "AddModules"
+    assert add_modules.is_symlink() and add_modules.resolve() == ROOT / "ultralytics" / "nn" / "AddModules"
+    assert "ultralytics.nn.AddModules" in (tree / "ultralytics" / "nn" / "tasks.py").read_text()
+
+
+def test_tests_run_against_the_overlay():
+    """The ultralytics imported by the suite takes our layers from the repository (no reinstall after edits)."""
+    import ultralytics.nn.AddModules as add_modules
+
+    assert Path(add_modules.__file__).resolve().is_relative_to(ROOT / "ultralytics")
