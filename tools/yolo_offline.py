@@ -27,13 +27,13 @@ def prepare(config_dir: Path) -> Path:
     """
     config_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update({**OFFLINE_ENV, "YOLO_CONFIG_DIR": str(config_dir)})
-    font = config_dir / FONT_NAME
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR  # imported after the environment is set: it reads it
+
+    font = USER_CONFIG_DIR / FONT_NAME
     if not font.exists():
         import matplotlib
 
         shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / STAND_IN_FONT, font)
-    from ultralytics.utils import SETTINGS  # imported after the environment is set: it reads YOLO_CONFIG_DIR
-
     if SETTINGS.get("sync") is not False:
         SETTINGS.update(sync=False)
     return config_dir
