@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fork_build.assemble import overlay_files
 from fork_build.patches import REQUIRED_FIELDS, Patch, series
 from fork_build.pin import ROOT
 from fork_build.review import check_patches, export_patches, make_fork
@@ -48,7 +49,10 @@ def test_check_patches_rejects_a_patch_already_upstream(tmp_path: Path, monkeypa
     fork = make_fork(tmp_path / "fork")  # its package is upstream with every patch applied
 
     def already_patched(dest: Path, pin=None) -> Path:
-        shutil.copytree(fork / "ultralytics", dest / "ultralytics", ignore=shutil.ignore_patterns("AddModules"))
+        shutil.copytree(fork / "ultralytics", dest / "ultralytics")
+        shutil.rmtree(dest / "ultralytics" / "nn" / "AddModules")  # the overlay is added again by the check
+        for name in overlay_files():
+            (dest / name).unlink(missing_ok=True)
         return dest
 
     monkeypatch.setattr("fork_build.review.pristine", already_patched)
@@ -80,3 +84,15 @@ def test_review_repository_round_trip(tmp_path: Path):
     for path in written:
         assert path.read_text() == (ROOT / "patches" / path.name).read_text(), path.name
     assert (exported / "series").read_text().split() == (ROOT / "patches" / "series").read_text().split()
+
+
+def test_rebase_reports_each_patch_and_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """make rebase UPSTREAM=<pinned version>: every patch reported as applying; upstream.toml untouched."""
+    from fork_build.review import rebase_report
+
+    pin_before = (ROOT / "upstream.toml").read_bytes()
+    assert rebase_report("8.4.190", tmp_path) == 0
+    report = capsys.readouterr().out
+    for patch in series():
+        assert f"applies  {patch.name}" in report
+    assert (ROOT / "upstream.toml").read_bytes() == pin_before
