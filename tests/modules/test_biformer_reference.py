@@ -1,0 +1,274 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
+"""Numerics of the BiFormer modules against plain float64 references written here (issue 3, points 2 and 3).
+
+The references are deliberately naive: `bra_nchw_reference` runs dense attention over every token pair of the map
+with a boolean mask built from the routed regions; `bra_legacy_reference` loops over regions; both share no code with
+the module under test.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import NamedTuple
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ultralytics.nn.AddModules import AttentionLePE, BiLevelRoutingAttention, BiLevelRoutingAttention_nchw
+
+DIM = 16  # channels of the modules under test; divisible by every head count used
+SIZES = [(1, 1), (3, 5), (7, 7), (13, 13), (20, 20), (20, 15), (15, 20), (40, 40), (41, 37)]
+TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-4}  # max abs error against the float64 reference
+TOPK_MORE = "more"  # a topk parameter meaning "one more than the number of regions"
+TUTORIAL_PADDING_ERROR = 1e-2  # the tutorial's unmasked padding moves outputs by at least this much at 20x15
+
+
+class Reference(NamedTuple):
+    """Output of a reference: module output, dense attention over the padded map's tokens, routed regions."""
+
+    out: torch.Tensor
+    attn: torch.Tensor | None
+    routed: torch.Tensor
+
+
+class RegionLayout(NamedTuple):
+    """Region tiling of an (h, w) map by BiLevelRoutingAttention_nchw's rule."""
+
+    rh: int
+    rw: int
+    nh: int
+    nw: int
+
+
+def region_layout(h: int, w: int, n_win: int) -> RegionLayout:
+    """Region size (h // n_win, w // n_win), at least 1, and the number of regions per side (ceil)."""
+    rh, rw = max(h // n_win, 1), max(w // n_win, 1)
+    return RegionLayout(rh, rw, math.ceil(h / rh), math.ceil(w / rw))
+
+
+def bra_nchw_reference(
+    m: BiLevelRoutingAttention_nchw, x: torch.Tensor, mask_padding: bool = True, return_attention: bool = False
+) -> Reference:
+    """Dense float64 BRA: every query token against every key token of the padded map, masked by routing.
+
+    Args:
+        m (BiLevelRoutingAttention_nchw): Module whose weights are used.
+        x (torch.Tensor): Input of shape (N, C, H, W).
+        mask_padding (bool): Mask padded key positions (the spec); False reproduces the tutorial's math, where
+            zero-padded keys take softmax weight.
+        return_attention (bool): Also return the dense attention, shape (N, heads, Hp*Wp, Hp*Wp).
+
+    Returns:
+        (Reference): Output (N, C, H, W), attention or None, routed regions (N, R, k).
+    """
+    m, x = copy.deepcopy(m).double(), x.double()
+    n, c, h, w = x.shape
+    heads, d = m.num_heads, c // m.num_heads
+    lay = region_layout(h, w, m.n_win)
+    hp, wp, regions = lay.nh * lay.rh, lay.nw * lay.rw, lay.nh * lay.nw
+    rows, cols = torch.arange(hp), torch.arange(wp)
+    region = ((rows // lay.rh)[:, None] * lay.nw + (cols // lay.rw)[None, :]).flatten()  # region of each token
+    valid = ((rows < h)[:, None] & (cols < w)[None, :]).flatten()  # real (unpadded) tokens
+    members = F.one_hot(region, regions).double() * valid[:, None]  # (P, R), real tokens only
+
+    q, k, v = F.conv2d(x, m.qkv_linear.weight, m.qkv_linear.bias).chunk(3, dim=1)
+    qp, kp, vp = (F.pad(t, (0, wp - w, 0, hp - h)).flatten(2) for t in (q, k, v))  # (N, C, P), zeros at padding
+    q_mean, k_mean = qp @ members / members.sum(0), kp @ members / members.sum(0)  # (N, C, R)
+    routed = (q_mean.transpose(1, 2) @ k_mean).topk(min(m.topk, regions), dim=-1).indices
+    allowed = torch.zeros(n, regions, regions, dtype=torch.bool).scatter_(2, routed, True)
+
+    out = torch.empty_like(vp)
+    attn = torch.empty(n, heads, hp * wp, hp * wp, dtype=x.dtype) if return_attention else None
+    for b in range(n):
+        mask = allowed[b][region][:, region]  # query token's region routes to key token's region
+        if mask_padding:
+            mask &= valid[None, :]
+        for head in range(heads):
+            ch = slice(head * d, (head + 1) * d)
+            logits = m.scale * qp[b, ch].T @ kp[b, ch]
+            weights = logits.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            out[b, ch] = (weights @ vp[b, ch].T).T
+            if attn is not None:
+                attn[b, head] = weights
+    out = out.view(n, c, hp, wp)[:, :, :h, :w]
+    if m.lepe is not None:
+        out = out + F.conv2d(v, m.lepe.weight, m.lepe.bias, padding=m.lepe.padding, groups=c)
+    return Reference(F.conv2d(out, m.output_linear.weight, m.output_linear.bias), attn, routed)
+
+
+def bra_legacy_reference(m: BiLevelRoutingAttention, x: torch.Tensor) -> torch.Tensor:
+    """Float64 legacy BRA, one query region at a time: zero-pad, route region means, attend to routed regions.
+
+    Args:
+        m (BiLevelRoutingAttention): Module whose weights and settings are used.
+        x (torch.Tensor): Input of shape (N, C, H, W).
+
+    Returns:
+        (torch.Tensor): Output of shape (N, C, H, W).
+    """
+    m, x = copy.deepcopy(m).double(), x.double()
+    n, c, h, w = x.shape
+    j, qk, heads = m.n_win, m.qk_dim, m.num_heads
+    hp, wp = (math.ceil(h / j) * j, math.ceil(w / j) * j) if m.auto_pad else (h, w)
+    x = F.pad(x, (0, wp - w, 0, hp - h)).permute(0, 2, 3, 1)  # zero-padded input, NHWC
+    q, k, v = F.linear(x, m.qkv.qkv.weight, m.qkv.qkv.bias).split([qk, qk, c], dim=-1)
+    rh, rw = hp // j, wp // j
+    blocks = [(slice(a * rh, (a + 1) * rh), slice(b * rw, (b + 1) * rw)) for a in range(j) for b in range(j)]
+
+    def down(t: torch.Tensor) -> torch.Tensor:
+        """Down-sample one region (rh, rw, ch) by the module's kv_downsample_mode to tokens (t, ch)."""
+        t, mode, ratio = t.permute(2, 0, 1)[None], m.kv_downsample_mode, m.kv_downsample_ratio
+        if mode in {"avgpool", "maxpool"} and ratio > 1:
+            t = (F.avg_pool2d if mode == "avgpool" else F.max_pool2d)(t, ratio)
+        elif mode.startswith("ada_"):
+            t = (F.adaptive_avg_pool2d if mode == "ada_avgpool" else F.adaptive_max_pool2d)(t, m.kv_per_win)
+        return t[0].flatten(1).T
+
+    def embed(t: torch.Tensor) -> torch.Tensor:
+        """The router's embedding: its Linear with param_routing, else identity."""
+        return F.linear(t, m.router.emb.weight, m.router.emb.bias) if m.param_routing else t
+
+    out = torch.zeros(n, hp, wp, c, dtype=x.dtype)
+    for b in range(n):
+        q_win = embed(torch.stack([q[b, r, s].mean((0, 1)) for r, s in blocks]))
+        k_win = embed(torch.stack([k[b, r, s].mean((0, 1)) for r, s in blocks]))
+        top, index = (m.scale * q_win @ k_win.T).topk(min(m.topk, j * j), dim=-1)
+        weight = top.softmax(dim=-1) if m.soft_routing else torch.ones_like(top)
+        keys, values = [down(k[b, r, s]) for r, s in blocks], [down(v[b, r, s]) for r, s in blocks]
+        for region, (r, s) in enumerate(blocks):
+            kr = torch.cat([keys[i] * weight[region, t] for t, i in enumerate(index[region].tolist())])
+            vr = torch.cat([values[i] * weight[region, t] for t, i in enumerate(index[region].tolist())])
+            qr = q[b, r, s].reshape(rh * rw, qk)
+            for head in range(heads):
+                cq, cv = (
+                    slice(head * qk // heads, (head + 1) * qk // heads),
+                    slice(head * c // heads, (head + 1) * c // heads),
+                )
+                weights = (m.scale * qr[:, cq] @ kr[:, cq].T).softmax(dim=-1)
+                out[b, r, s, cv] = (weights @ vr[:, cv]).view(rh, rw, -1)
+    if m.lepe is not None:
+        v_map = v.permute(0, 3, 1, 2)
+        out = out + F.conv2d(v_map, m.lepe.weight, m.lepe.bias, padding=m.lepe.padding, groups=c).permute(0, 2, 3, 1)
+    if m.param_attention == "qkvo":
+        out = F.linear(out, m.wo.weight, m.wo.bias)
+    return out[:, :h, :w].permute(0, 3, 1, 2)
+
+
+def attention_lepe_reference(m: AttentionLePE, x: torch.Tensor) -> torch.Tensor:
+    """Float64 dense multi-head self-attention over all tokens plus the depth-wise convolution of the input."""
+    m, x = copy.deepcopy(m).double(), x.double()
+    n, c, h, w = x.shape
+    tokens = x.flatten(2).transpose(1, 2)
+    q, k, v = F.linear(tokens, m.qkv.weight, m.qkv.bias).view(n, h * w, 3, m.num_heads, -1).permute(2, 0, 3, 1, 4)
+    weights = (m.scale * q @ k.transpose(-1, -2)).softmax(dim=-1)
+    out = (weights @ v).transpose(1, 2).reshape(n, h * w, c)
+    if m.lepe is not None:
+        out = out + F.conv2d(x, m.lepe.weight, m.lepe.bias, padding=m.lepe.padding, groups=c).flatten(2).transpose(1, 2)
+    return F.linear(out, m.proj.weight, m.proj.bias).transpose(1, 2).reshape(n, c, h, w)
+
+
+def assert_matches(module: torch.nn.Module, x: torch.Tensor, expected: torch.Tensor) -> None:
+    """Run module in float64 and float32 and compare with the float64 reference at TOLERANCE."""
+    for dtype, tolerance in TOLERANCE.items():
+        out = copy.deepcopy(module).to(dtype)(x.to(dtype))
+        assert out.dtype == dtype and out.shape == expected.shape
+        error = (out.double() - expected).abs().max().item()
+        assert error <= tolerance, f"{dtype}: max abs error {error:.3g} > {tolerance}"
+
+
+@pytest.mark.parametrize("num_heads", [1, 8, DIM])
+@pytest.mark.parametrize("topk", [1, 4, TOPK_MORE])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
+def test_bra_nchw_matches_dense_reference(size: tuple[int, int], batch: int, topk: int | str, num_heads: int):
+    """BRA_nchw equals dense routed attention (padding masked) within 1e-6 in float64 and 1e-4 in float32."""
+    if topk == TOPK_MORE:
+        lay = region_layout(*size, n_win=7)
+        topk = lay.nh * lay.nw + 1
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=num_heads, topk=topk).eval()
+    x = torch.randn(batch, DIM, *size)
+    assert_matches(m, x, bra_nchw_reference(m, x).out)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
+def test_bra_nchw_attention_matrix(size: tuple[int, int]):
+    """The returned attention equals the dense reference's entries, sums to 1 and is exactly 0 on padded keys."""
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=2, topk=4).double().eval()
+    x = torch.randn(2, DIM, *size, dtype=torch.float64)
+    out, attn = m(x, ret_attn_mask=True)
+    ref = bra_nchw_reference(m, x, return_attention=True)
+    assert (out - ref.out).abs().max() <= TOLERANCE[torch.float64]
+
+    h, w = size
+    lay = region_layout(h, w, m.n_win)
+    hp, wp, regions, tokens = lay.nh * lay.rh, lay.nw * lay.rw, lay.nh * lay.nw, lay.rh * lay.rw
+    # padded-map token index of every (region, position-in-region) slot, region-major
+    slot = torch.arange(hp * wp).view(lay.nh, lay.rh, lay.nw, lay.rw).permute(0, 2, 1, 3).reshape(regions, tokens)
+    valid = ((torch.arange(hp) < h)[:, None] & (torch.arange(wp) < w)[None, :]).flatten()
+    key_slot = slot[ref.routed].flatten(2)  # (N, R, k*T) tokens of the routed regions, in routing order
+    dense = ref.attn[:, :, slot]  # (N, heads, R, T, P): dense rows of every query slot
+    expected = dense.gather(-1, key_slot[:, None, :, None, :].expand(-1, m.num_heads, -1, tokens, -1))
+    assert attn.shape == expected.shape
+    query_valid = valid[slot]  # (R, T)
+    assert (attn - expected)[:, :, query_valid].abs().max() <= TOLERANCE[torch.float64]
+    assert torch.allclose(attn.sum(-1), torch.ones((), dtype=attn.dtype))
+    padded_keys = ~valid[key_slot][:, None, :, None, :].expand_as(attn)
+    assert padded_keys.any() == (hp * wp != h * w)
+    assert (attn[padded_keys] == 0).all()
+
+
+@pytest.mark.parametrize("size", [(7, 7), (14, 14), (21, 14), (20, 15)])
+def test_bra_nchw_tutorial_math_without_padding(size: tuple[int, int]):
+    """On sizes that tile into whole regions the output equals the tutorial's math; with padding it must differ."""
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=2).double().eval()
+    x = torch.randn(2, DIM, *size, dtype=torch.float64)
+    lay = region_layout(*size, n_win=m.n_win)
+    padded = (lay.nh * lay.rh, lay.nw * lay.rw) != size
+    error = (m(x) - bra_nchw_reference(m, x, mask_padding=False).out).abs().max().item()
+    if padded:
+        assert error > TUTORIAL_PADDING_ERROR, "zero-padded keys should have moved the tutorial's output"
+    else:
+        assert error <= TOLERANCE[torch.float64]
+
+
+LEGACY_CASES = {
+    "pad-9x11": dict(size=(9, 11), n_win=3),
+    "pad-1x1": dict(size=(1, 1), n_win=7),
+    "pad-5x3-1head": dict(size=(5, 3), n_win=2, num_heads=1),
+    "nopad-12x12": dict(size=(12, 12), n_win=3, auto_pad=False),
+    "avgpool": dict(size=(10, 13), n_win=3, kv_downsample_mode="avgpool", kv_downsample_ratio=2),
+    "maxpool": dict(size=(10, 13), n_win=3, kv_downsample_mode="maxpool", kv_downsample_ratio=2),
+    "avgpool-ratio1": dict(size=(6, 6), n_win=3, kv_downsample_mode="avgpool", kv_downsample_ratio=1),
+    "ada_avgpool": dict(size=(10, 13), n_win=3, kv_downsample_mode="ada_avgpool", kv_per_win=2),
+    "ada_maxpool": dict(size=(12, 12), n_win=2, kv_downsample_mode="ada_maxpool", kv_per_win=3, auto_pad=False),
+    "soft": dict(size=(9, 9), n_win=3, soft_routing=True),
+    "soft-diff-param": dict(size=(8, 7), n_win=2, soft_routing=True, diff_routing=True, param_routing=True),
+    "qkv": dict(size=(9, 9), n_win=3, param_attention="qkv"),
+    "qk_dim": dict(size=(9, 9), n_win=3, qk_dim=8, qk_scale=0.3),
+    "topk-more": dict(size=(6, 6), n_win=2, topk=5),
+    "no-lepe": dict(size=(6, 6), n_win=3, side_dwconv=0),
+}
+
+
+@pytest.mark.parametrize("case", LEGACY_CASES.values(), ids=LEGACY_CASES.keys())
+def test_bra_legacy_matches_reference(case: dict):
+    """The legacy BRA equals the region-by-region reference in every implemented configuration."""
+    case = dict(case)
+    size, options = case.pop("size"), {"num_heads": 4, "topk": 3, **case}
+    m = BiLevelRoutingAttention(DIM, **options).eval()
+    x = torch.randn(2, DIM, *size)
+    assert_matches(m, x, bra_legacy_reference(m, x))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(num_heads=1), dict(num_heads=4, qkv_bias=True, qk_scale=0.2), dict(num_heads=8, side_dwconv=0)],
+)
+@pytest.mark.parametrize("size", [(1, 1), (5, 7)])
+def test_attention_lepe_matches_reference(size: tuple[int, int], options: dict):
+    """AttentionLePE equals plain dense multi-head attention plus the depth-wise convolution of the input."""
+    m = AttentionLePE(DIM, **options).eval()
+    x = torch.randn(2, DIM, *size)
+    assert_matches(m, x, attention_lepe_reference(m, x))
