@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEV_EXTRAS := wheel pytest onnx onnxruntime onnxslim
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # make train: override on the command line, e.g. `make train DATA=/path/data.yaml EPOCHS=100 IMGSZ=640 DEVICE=0`
 MODEL ?= rtdetr-l-HGBlock_Biformer.yaml
 DATA ?=
@@ -54,6 +55,9 @@ train: develop offline $(if $(DATA),,$(SYNTHETIC_DATA))  ## train MODEL on DATA 
 
 $(SYNTHETIC_DATA): tools/synthetic_dataset.py | venv
 	$(PY) tools/synthetic_dataset.py --out $(dir $@) --train 32 --val 8 --imgsz 320 --seed 0
+
+bench: develop offline  ## BRA and whole-model speed/memory ratios -> benchmarks/results (BENCH_ARGS=--quick: ~1 min)
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 wheel: venv  ## build the fork's wheel into dist/
 	$(PY) -m pip wheel --no-deps --wheel-dir dist .
