@@ -38,7 +38,9 @@ def get_requires_for_build_wheel(config_settings: dict | None = None) -> list[st
 get_requires_for_build_editable = get_requires_for_build_sdist = get_requires_for_build_wheel
 
 
-def build_wheel(wheel_directory: str, config_settings: dict | None = None, metadata_directory: str | None = None) -> str:
+def build_wheel(
+    wheel_directory: str, config_settings: dict | None = None, metadata_directory: str | None = None
+) -> str:
     """PEP 517: build the fork's wheel into ``wheel_directory`` and return its file name."""
     pin = Pin.load()
     wheel = _upstream_wheel(pin, config_settings)

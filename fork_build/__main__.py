@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from . import develop
-from .review import check_patches, export_patches, make_fork, print_diff, rebase_report
 from .pin import ROOT
+from .review import check_patches, export_patches, make_fork, print_diff, rebase_report
 
 BUILD_DIR = ROOT / "build"
 

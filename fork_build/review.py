@@ -37,7 +37,9 @@ def print_diff(workdir: Path) -> int:
         (int): git's exit status.
     """
     repo = make_fork(workdir)
-    return subprocess.run(["git", "--no-pager", "diff", "--stat=200", "--summary", "--patch", "upstream", "HEAD"], cwd=repo).returncode
+    return subprocess.run(
+        ["git", "--no-pager", "diff", "--stat=200", "--summary", "--patch", "upstream", "HEAD"], cwd=repo
+    ).returncode
 
 
 def _git(repo: Path, *args: str, date: str | None = None) -> str:

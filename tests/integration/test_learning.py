@@ -52,7 +52,9 @@ def test_narrow_model_overfits_eight_images(tmp_path: Path):
         torch.manual_seed(0)
         model = RTDETR(NARROW_YAML)
         assert sum(isinstance(m, HGBlock_Biformer) for m in model.model.modules()) == 3
-        metrics = model.train(data=str(data), epochs=EPOCHS, project=str(tmp_path / "runs"), name="overfit", **OVERFIT_ARGS)
+        metrics = model.train(
+            data=str(data), epochs=EPOCHS, project=str(tmp_path / "runs"), name="overfit", **OVERFIT_ARGS
+        )
     finally:
         torch.set_num_threads(threads)
     assert metrics.box.map50 > MIN_MAP50

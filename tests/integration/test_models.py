@@ -13,10 +13,10 @@ import pytest
 import thop
 import torch
 from torch import nn
+from ultralytics.utils import ASSETS
 
 from ultralytics import RTDETR
 from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw, HGBlock_Biformer
-from ultralytics.utils import ASSETS
 
 from .conftest import run_yolo
 
@@ -111,7 +111,9 @@ def test_batch_of_two_matches_single_images(hgblock_model: RTDETR):
     images = torch.rand(2, 3, 320, 320)
     batched = _eval(hgblock_model.model, images)
     for i in range(2):
-        torch.testing.assert_close(batched[i : i + 1], _eval(hgblock_model.model, images[i : i + 1]), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            batched[i : i + 1], _eval(hgblock_model.model, images[i : i + 1]), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_fuse_leaves_no_batchnorm_in_hgblock_biformer(hgblock_model: RTDETR):

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import csv
 import copy
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +71,14 @@ def test_train_writes_weights_and_results(trained: Path):
 def test_val_and_predict_on_best(trained: Path, data_yaml: Path):
     """`yolo detect val` and `yolo detect predict` run on the trained checkpoint, with rect val batches."""
     best = trained / "weights" / "best.pt"
-    output = run_yolo("detect", "val", f"model={best}", f"data={data_yaml}", "imgsz=160", "batch=2", "rect=True", cwd=trained)
+    output = run_yolo(
+        "detect", "val", f"model={best}", f"data={data_yaml}", "imgsz=160", "batch=2", "rect=True", cwd=trained
+    )
     assert "all" in output and "mAP50" in output
     images = Path(data_yaml).parent / "images" / "val"
-    output = run_yolo("detect", "predict", f"model={best}", f"source={images}", "imgsz=160", f"project={trained}", cwd=trained)
+    output = run_yolo(
+        "detect", "predict", f"model={best}", f"source={images}", "imgsz=160", f"project={trained}", cwd=trained
+    )
     assert "image 4/4" in output
 
 

@@ -27,7 +27,9 @@ def _with_wrong_wheel_hash(src: Path) -> None:
     pin = src / "upstream.toml"
     text = pin.read_text()
     assert "wheel_sha256 = " in text
-    lines = [f'wheel_sha256 = "{WRONG_SHA256}"' if line.startswith("wheel_sha256") else line for line in text.splitlines()]
+    lines = [
+        f'wheel_sha256 = "{WRONG_SHA256}"' if line.startswith("wheel_sha256") else line for line in text.splitlines()
+    ]
     pin.write_text("\n".join(lines) + "\n")
 
 

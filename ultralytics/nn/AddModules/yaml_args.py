@@ -6,7 +6,6 @@ from __future__ import annotations
 import difflib
 
 from torch import nn
-
 from ultralytics.utils.ops import make_divisible
 
 from .Biformer import BiLevelRoutingAttention_nchw, HGBlock_Biformer
