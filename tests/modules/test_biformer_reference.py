@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from ultralytics.nn.AddModules import AttentionLePE, BiLevelRoutingAttention, BiLevelRoutingAttention_nchw
+from ultralytics.nn.AddModules import Biformer as biformer
 
 DIM = 16  # channels of the modules under test; divisible by every head count used
 SIZES = [(1, 1), (3, 5), (7, 7), (13, 13), (20, 20), (20, 15), (15, 20), (40, 40), (41, 37)]
 TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-4}  # max abs error against the float64 reference
 TOPK_MORE = "more"  # a topk parameter meaning "one more than the number of regions"
+GRAD_SIGNAL = 1e-2  # smallest largest-magnitude of a compared gradient: far above TOLERANCE, so agreement means something
 TUTORIAL_PADDING_ERROR = 1e-2  # the tutorial's unmasked padding moves outputs by at least this much at 20x15
 
 
@@ -190,6 +192,31 @@ def test_bra_nchw_matches_dense_reference(size: tuple[int, int], batch: int, top
     m = BiLevelRoutingAttention_nchw(DIM, num_heads=num_heads, topk=topk).eval()
     x = torch.randn(batch, DIM, *size)
     assert_matches(m, x, bra_nchw_reference(m, x).out)
+
+
+@pytest.mark.parametrize("attention_path", ["per_route", "fused"])
+@pytest.mark.parametrize("num_heads", [1, 4])
+@pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
+def test_bra_nchw_attention_paths_match_reference(
+    size: tuple[int, int], num_heads: int, attention_path: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Both routed-attention paths (per-route matmul/softmax, fused SDPA over gathered K/V) match the reference.
+
+    The path depends on the device (`UNFUSED_ATTENTION_DEVICES`); emptying that tuple runs the fused path on CPU. The
+    input gradients (through q, k and v) are compared too, and must be well above the tolerance to mean something.
+    """
+    devices = () if attention_path == "fused" else ("cpu",)
+    monkeypatch.setattr(biformer, "UNFUSED_ATTENTION_DEVICES", devices)
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=num_heads, topk=4).double()
+    x = torch.randn(2, DIM, *size, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, DIM, *size, dtype=torch.float64)
+    out = m(x)
+    ref = bra_nchw_reference(m, x).out
+    assert (out - ref).abs().max() <= TOLERANCE[torch.float64]
+    (grad_x,) = torch.autograd.grad(out, x, grad)
+    (grad_ref,) = torch.autograd.grad(ref, x, grad)
+    assert grad_ref.abs().max() > GRAD_SIGNAL, "reference gradient too small to compare"
+    assert (grad_x - grad_ref).abs().max() <= TOLERANCE[torch.float64]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])

@@ -38,7 +38,12 @@ PARAM_ATTENTION_MODES = ("qkvo", "qkv")
 KV_DOWNSAMPLE_MODES = ("identity", "avgpool", "maxpool", "ada_avgpool", "ada_maxpool")
 KV_DOWNSAMPLE_UNIMPLEMENTED = ("fracpool", "conv")
 KV_GATHER_MODES = ("none", "soft", "hard")
+QKV = 3  # q, k and v: the chunks of a joint projection
 ROUTING_MIN_DTYPE = torch.float32  # region affinities are ranked in at least fp32 (no fp16 overflow, stable topk)
+# devices where routed attention runs as matmul + softmax, route by route, instead of fused SDPA over gathered K/V: on
+# CPU the region matrices are tiny (25 x 100 at 40x40) and SDPA's backward zero-fills and transposes topk-times-K-sized
+# gradients (docs/biformer.md, "Fast path", has the measurements)
+UNFUSED_ATTENTION_DEVICES = ("cpu",)
 
 
 class _Grid(NamedTuple):
@@ -165,6 +170,27 @@ def _from_regions(x: torch.Tensor, grid: _Grid, batch: int) -> torch.Tensor:
     return x[:, :, : grid.h, : grid.w] if grid.padded else x
 
 
+def _qkv_to_regions(qkv: torch.Tensor, grid: _Grid, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lay out q, k and v region-major per head with one copy of the whole projection (`_to_regions` of each).
+
+    Args:
+        qkv (torch.Tensor): Projection of shape (B, 3*C, H, W): q, k, v stacked along channels, C divisible by
+            num_heads.
+        grid (_Grid): Region grid of the map.
+        num_heads (int): Number of heads.
+
+    Returns:
+        (tuple[torch.Tensor, torch.Tensor, torch.Tensor]): q, k, v, each contiguous of shape
+            (B*num_heads, R, rh*rw, C/num_heads); padded positions hold zeros.
+    """
+    if grid.padded:
+        qkv = F.pad(qkv, (0, grid.wp - grid.w, 0, grid.hp - grid.h))
+    b, c3 = _static_shape(qkv)[:2]
+    d = c3 // (QKV * num_heads)
+    regions = qkv.reshape(b, QKV, num_heads, d, grid.nh, grid.rh, grid.nw, grid.rw).permute(1, 0, 2, 4, 6, 5, 7, 3)
+    return regions.reshape(QKV, b * num_heads, grid.regions, grid.tokens, d).unbind(0)
+
+
 def _region_counts(grid: _Grid, like: torch.Tensor) -> torch.Tensor:
     """Number of real (unpadded) tokens in each region, shape (R,), with like's dtype and device."""
     rows = (grid.h - torch.arange(grid.nh).type_as(like) * grid.rh).clamp(max=grid.rh)
@@ -200,25 +226,40 @@ def _attend(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scaled dot-product attention over the last two dims, returning the attention matrix when asked.
 
+    Runs fused `F.scaled_dot_product_attention` except where `_fused_attention` says the plain matmul/softmax path is
+    faster or the attention matrix is needed; both compute the same products (and the FLOPs counter counts both).
+
     Args:
         q (torch.Tensor): Queries of shape (..., L, d).
         k (torch.Tensor): Keys of shape (..., S, d).
         v (torch.Tensor): Values of shape (..., S, dv).
         scale (float): Multiplier of q.k before the softmax.
         mask (torch.Tensor | None): Boolean mask broadcastable to (..., L, S), True where a key may be attended.
-        need_weights (bool): Return the attention matrix (runs a plain matmul/softmax path instead of fused SDPA).
+        need_weights (bool): Return the attention matrix.
 
     Returns:
         out (torch.Tensor): Attention output of shape (..., L, dv).
         attn (torch.Tensor | None): Attention matrix of shape (..., L, S), or None.
     """
-    if not need_weights:
+    if _fused_attention(q, need_weights):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale), None
-    logits = (q * scale) @ k.transpose(-2, -1)
+    return _attend_unfused(q, k, v, scale, mask, need_weights)
+
+
+def _fused_attention(q: torch.Tensor, need_weights: bool) -> bool:
+    """Whether `_attend` runs fused SDPA for q: not when the weights are needed, nor on UNFUSED_ATTENTION_DEVICES."""
+    return not need_weights and q.device.type not in UNFUSED_ATTENTION_DEVICES
+
+
+def _attend_unfused(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mask: torch.Tensor | None, need_weights: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The matmul/softmax path of `_attend`, same arguments and returns; scale and mask go in place into the logits."""
+    logits = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
     if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
+        logits = logits.masked_fill_(~mask, float("-inf"))
     attn = logits.softmax(dim=-1)
-    return attn @ v, attn
+    return attn @ v, attn if need_weights else None
 
 
 def _region_attention(
@@ -248,14 +289,66 @@ def _region_attention(
     b, heads, rq, topk = _static_shape(region_graph)
     tq, tk = _static_shape(q)[2], kv_grid.tokens
     graph = region_graph.reshape(b * heads, rq, topk)
-    k_sel = _gather_regions(k, graph, kv_grid.regions).view(b * heads, rq, topk * tk, -1)
-    v_sel = _gather_regions(v, graph, kv_grid.regions).view(b * heads, rq, topk * tk, -1)
     mask = None
     if kv_grid.padded:  # padded keys take no weight; padded query rows are cropped by the caller
         valid = _region_valid(kv_grid, region_graph)
         mask = valid.index_select(0, region_graph.reshape(-1)).view(b * heads, rq, 1, topk * tk)
-    out, attn = _attend(q, k_sel, v_sel, scale, mask, need_weights)
+    if _fused_attention(q, need_weights):
+        k_sel = _gather_regions(k, graph, kv_grid.regions).view(b * heads, rq, topk * tk, -1)
+        v_sel = _gather_regions(v, graph, kv_grid.regions).view(b * heads, rq, topk * tk, -1)
+        out, attn = _attend(q, k_sel, v_sel, scale, mask, need_weights)
+    else:
+        out, attn = _attend_per_route(q, k, v, graph, scale, mask, need_weights)
     return out, None if attn is None else attn.view(b, heads, rq, tq, topk * tk)
+
+
+def _attend_per_route(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    graph: torch.Tensor,
+    scale: float,
+    mask: torch.Tensor | None,
+    need_weights: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Routed attention computed one route at a time: the matmul/softmax path of `_region_attention`.
+
+    Gathering the j-th routed region of every query region at once gives K- and V-sized tensors instead of topk-times
+    larger ones; the logits of all routes are concatenated for one softmax, and the outputs of the routes summed.
+    Same products as gathering everything first (and counted the same), but no allocation larger than K, which on
+    CPU avoids the page faults of fresh large buffers (glibc serves allocations over 32 MiB by mmap).
+
+    Args:
+        q (torch.Tensor): Region-major queries of shape (B', Rq, Tq, d).
+        k (torch.Tensor): Region-major keys of shape (B', Rk, Tk, d).
+        v (torch.Tensor): Region-major values of shape (B', Rk, Tk, dv).
+        graph (torch.Tensor): Routed key regions, long, of shape (B', Rq, topk).
+        scale (float): Multiplier of q.k before the softmax.
+        mask (torch.Tensor | None): Boolean mask of shape (B', Rq, 1, topk*Tk), True where a key may be attended.
+        need_weights (bool): Also return the attention matrix.
+
+    Returns:
+        out (torch.Tensor): Shape (B', Rq, Tq, dv).
+        attn (torch.Tensor | None): Shape (B', Rq, Tq, topk*Tk), or None.
+    """
+    bh, rk, tk = _static_shape(k)[:3]
+    topk = _static_shape(graph)[-1]
+    offsets = torch.arange(bh).type_as(graph).view(bh, 1, 1) * rk
+    index = (graph + offsets).permute(2, 0, 1).reshape(topk, -1)  # (topk, B'*Rq): flat region of each route
+    kf, vf = k.reshape(bh * rk, tk, -1), v.reshape(bh * rk, tk, -1)
+    shape = _static_shape(q)
+    qf = q.reshape(-1, *shape[2:])
+    logits = torch.cat([torch.matmul(qf, kf.index_select(0, i).transpose(-2, -1)) for i in index.unbind(0)], -1)
+    logits = logits.view(*shape[:3], -1).mul_(scale)
+    if mask is not None:
+        logits = logits.masked_fill_(~mask, float("-inf"))
+    attn = logits.softmax(dim=-1)
+    parts = attn.view(-1, shape[2], topk, tk).unbind(2)
+    out = None
+    for a, i in zip(parts, index.unbind(0)):
+        o = a @ vf.index_select(0, i)
+        out = o if out is None else out.add_(o)
+    return out.view(*shape[:3], -1), attn if need_weights else None
 
 
 def regional_routing_attention_torch(
@@ -420,13 +513,13 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         """
         n, _, h, w = _check_input(x, self.dim, type(self).__name__)
         grid = _grid(h, w, max(h // self.n_win, 1), max(w // self.n_win, 1))
-        q, k, v = self.qkv_linear(x).split(self.dim, dim=1)
-        q_r, k_r, v_r = (_to_regions(t, grid, self.num_heads) for t in (q, k, v))
+        qkv = self.qkv_linear(x)
+        q_r, k_r, v_r = _qkv_to_regions(qkv, grid, self.num_heads)
         graph = self.route(q_r, k_r, grid, n).unsqueeze(1).expand(-1, self.num_heads, -1, -1)
         out, attn = _region_attention(q_r, k_r, v_r, graph, self.scale, grid, need_weights=ret_attn_mask)
         out = _from_regions(out, grid, n)
         if self.lepe is not None:
-            out = out + self.lepe(v)
+            out = out + self.lepe(qkv[:, 2 * self.dim :])
         out = self.output_linear(out)
         return (out, attn) if ret_attn_mask else out
 
