@@ -163,6 +163,71 @@ def test_gradcheck_regional_routing_attention():
     assert torch.autograd.gradcheck(run, (q, k, v))
 
 
+def routed_inputs(masked: bool) -> tuple[torch.Tensor, ...]:
+    """Float64 q, k, v of `Biformer._RoutedAttention` (B'=2, Rq=Rk=3, Tq=Tk=2, d=3, dv=2), routes, optional mask.
+
+    Returns:
+        (tuple[torch.Tensor, ...]): q, k, v requiring grad; index (topk=2, B'*Rq) into the B'*Rk key regions, with a
+            region routed twice; mask (B', Rq, 1, topk*Tk) with one allowed key per row at least, or None.
+    """
+    q = torch.randn(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([[0, 2, 1, 5, 3, 4], [1, 2, 0, 3, 4, 3]])
+    mask = torch.rand(2, 3, 1, 4) > 0.5 if masked else None
+    if mask is not None:
+        mask[..., 0] = True
+    return q, k, v, index, mask
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_gradcheck_routed_attention_function(masked: bool):
+    """Float64 gradcheck of the recomputing autograd Function of the per-route path, with and without a key mask."""
+    q, k, v, index, mask = routed_inputs(masked)
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return Biformer._RoutedAttention.apply(q, k, v, index, 0.7, mask)
+
+    assert torch.autograd.gradcheck(run, (q, k, v))
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_routed_attention_function_matches_autograd(masked: bool):
+    """The Function's output is the plain products' bit for bit; its gradients are theirs within float64 rounding."""
+    q, k, v, index, mask = routed_inputs(masked)
+    out = Biformer._RoutedAttention.apply(q, k, v, index, 0.7, mask)
+    ref = Biformer._routed_products(q, k, v, index, 0.7, mask)[0]
+    assert torch.equal(out, ref)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (q, k, v), weights)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), weights)
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        assert (grad - ref_grad).abs().max() <= 1e-12
+
+
+def test_bra_nchw_training_keeps_no_gathered_kv():
+    """With a gradient recorded, BRA_nchw keeps no per-route gathered K or V for backward (the memory the Function
+    saves); without one (inference, FLOPs counting, export) it runs the plain products."""
+    n, heads, size = 2, 2, (20, 20)
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=heads, n_win=7, topk=4)
+    regions, tokens, head_dim = 10 * 10, 2 * 2, DIM // heads
+    gathered = {(n * heads * regions, tokens, head_dim), (n * heads * regions, head_dim, tokens)}  # K_j, K_j^T, V_j
+    saved = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(tuple(t.shape))
+        return t
+
+    x = torch.randn(n, DIM, *size, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        m(x).sum().backward()
+    assert saved and not gathered & set(saved)
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.no_grad():
+        m(x)
+    assert not saved
+
+
 def input_gradient(m: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Gradient of (m(x) * weights).sum() with respect to x."""
     x = x.detach().clone().requires_grad_()
@@ -287,6 +352,18 @@ def test_bf16_autocast_attention_matrix():
     ref, ref_attn = m(x, ret_attn_mask=True)
     assert relative_error(out, ref) <= BF16_TOLERANCE
     assert (attn.float() - ref_attn).abs().max() <= BF16_TOLERANCE
+
+
+def test_bf16_autocast_input_gradient_bra_nchw():
+    """Under bf16 autocast the recomputing backward gives the fp32 input gradient within BF16_TOLERANCE."""
+    m = pin_routing(BiLevelRoutingAttention_nchw(DIM, num_heads=2, n_win=3, topk=3))
+    x = torch.randn(2, DIM, 10, 7)
+    weights = torch.randn(2, DIM, 10, 7)
+    ref = input_gradient(m, x, weights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        grad = input_gradient(m, x, weights)
+    assert grad.dtype == torch.float32
+    assert relative_error(grad, ref) <= BF16_TOLERANCE
 
 
 @pytest.mark.parametrize("name", small_modules())

@@ -316,7 +316,9 @@ def _attend_per_route(
     Gathering the j-th routed region of every query region at once gives K- and V-sized tensors instead of topk-times
     larger ones; the logits of all routes are concatenated for one softmax, and the outputs of the routes summed.
     Same products as gathering everything first (and counted the same), but no allocation larger than K, which on
-    CPU avoids the page faults of fresh large buffers (glibc serves allocations over 32 MiB by mmap).
+    CPU avoids the page faults of fresh large buffers (glibc serves allocations over 32 MiB by mmap). When a gradient
+    is recorded (and not traced), `_RoutedAttention` runs the same products but keeps only the attention matrix for
+    backward and gathers K and V again there, instead of autograd keeping every route's gathered K and V.
 
     Args:
         q (torch.Tensor): Region-major queries of shape (B', Rq, Tq, d).
@@ -331,10 +333,35 @@ def _attend_per_route(
         out (torch.Tensor): Shape (B', Rq, Tq, dv).
         attn (torch.Tensor | None): Shape (B', Rq, Tq, topk*Tk), or None.
     """
-    bh, rk, tk = _static_shape(k)[:3]
-    topk = _static_shape(graph)[-1]
+    bh, rk = _static_shape(k)[:2]
     offsets = torch.arange(bh).type_as(graph).view(bh, 1, 1) * rk
-    index = (graph + offsets).permute(2, 0, 1).reshape(topk, -1)  # (topk, B'*Rq): flat region of each route
+    index = (graph + offsets).permute(2, 0, 1).reshape(_static_shape(graph)[-1], -1)  # (topk, B'*Rq): flat regions
+    recorded = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if recorded and not need_weights and not torch.jit.is_tracing():
+        return _RoutedAttention.apply(q, k, v, index, scale, mask), None
+    out, attn = _routed_products(q, k, v, index, scale, mask)
+    return out, attn if need_weights else None
+
+
+def _routed_products(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor, scale: float, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The products of `_attend_per_route`, route by route, with the routes given as flat region indices.
+
+    Args:
+        q (torch.Tensor): Region-major queries of shape (B', Rq, Tq, d).
+        k (torch.Tensor): Region-major keys of shape (B', Rk, Tk, d).
+        v (torch.Tensor): Region-major values of shape (B', Rk, Tk, dv).
+        index (torch.Tensor): Long indices of shape (topk, B'*Rq) into the B'*Rk flattened key regions.
+        scale (float): Multiplier of q.k before the softmax.
+        mask (torch.Tensor | None): Boolean mask of shape (B', Rq, 1, topk*Tk), True where a key may be attended.
+
+    Returns:
+        out (torch.Tensor): Shape (B', Rq, Tq, dv).
+        attn (torch.Tensor): Shape (B', Rq, Tq, topk*Tk).
+    """
+    bh, rk, tk = _static_shape(k)[:3]
+    topk = _static_shape(index)[0]
     kf, vf = k.reshape(bh * rk, tk, -1), v.reshape(bh * rk, tk, -1)
     shape = _static_shape(q)
     qf = q.reshape(-1, *shape[2:])
@@ -348,7 +375,63 @@ def _attend_per_route(
     for a, i in zip(parts, index.unbind(0)):
         o = a @ vf.index_select(0, i)
         out = o if out is None else out.add_(o)
-    return out.view(*shape[:3], -1), attn if need_weights else None
+    return out.view(*shape[:3], -1), attn
+
+
+class _RoutedAttention(torch.autograd.Function):
+    """`_routed_products` whose backward gathers each route's K and V again instead of keeping them.
+
+    Autograd of the plain products keeps every route's gathered K and V (topk times K and V: 50 MiB at
+    (1, 1024, 40, 40)); this keeps q, k, v (alive anyway: views of one region-major copy), the routes and the
+    attention matrix (Tq x topk*Tk per query region, small) and recomputes the gathers route by route in backward, so
+    no backward temporary is larger than K either. Forward is `_routed_products` itself, outputs bit-identical.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        index: torch.Tensor,
+        scale: float,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Routed attention output of shape (B', Rq, Tq, dv); arguments as in `_routed_products`."""
+        out, attn = _routed_products(q, k, v, index, scale, mask)
+        ctx.save_for_backward(q, k, v, index, attn)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """Gradients of q, k and v (each of its input's shape); none for index, scale and mask.
+
+        With attn = softmax(s) and s = scale * q.k: dv_j = attn_j^T dout and dattn_j = dout v_j^T per route j,
+        ds = attn * (dattn - sum(attn * dattn)) over all routes of a row, dq = scale * sum_j ds_j k_j and
+        dk_j = scale * ds_j^T q, where k_j, v_j are the j-th routed regions (index-added back into dk, dv).
+        """
+        q, k, v, index, attn = ctx.saved_tensors
+        bh, rk, tk = _static_shape(k)[:3]
+        shape = _static_shape(q)
+        kf, vf = k.reshape(bh * rk, tk, -1), v.reshape(bh * rk, tk, -1)
+        qf = q.reshape(-1, *shape[2:])
+        dout = grad_out.reshape(-1, shape[2], _static_shape(grad_out)[-1]).to(v.dtype)
+        routes = index.unbind(0)
+        probs = attn.view(-1, shape[2], len(routes), tk).permute(2, 0, 1, 3)  # (topk, B'*Rq, Tq, Tk) view
+        dvf = torch.zeros_like(vf)
+        dprobs = dout.new_empty(_static_shape(probs))  # each route's slice contiguous: written in place
+        for j, i in enumerate(routes):
+            torch.bmm(dout, vf.index_select(0, i).transpose(-2, -1), out=dprobs[j])
+            dvf.index_add_(0, i, torch.bmm(probs[j].to(v.dtype).transpose(-2, -1), dout))
+        ds = dprobs.to(attn.dtype)
+        ds = ds.sub_((ds * probs).sum((0, 3), keepdim=True)).mul_(probs).mul_(ctx.scale).to(q.dtype)
+        dkf = torch.zeros_like(kf)
+        dqf = None
+        for s, i in zip(ds.unbind(0), routes):
+            dqf = torch.bmm(s, kf.index_select(0, i)) if dqf is None else dqf.baddbmm_(s, kf.index_select(0, i))
+            dkf.index_add_(0, i, torch.bmm(s.transpose(-2, -1), qf))
+        return dqf.view(shape), dkf.view(_static_shape(k)), dvf.view(_static_shape(v)), None, None, None
 
 
 def regional_routing_attention_torch(
