@@ -1,0 +1,115 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
+"""Smoke test of the BRA benchmark machinery (benchmarks/bench.py) at a tiny size: structure and numerics, no timing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import bench  # noqa: E402
+from bra_baseline import GatherBRA  # noqa: E402
+from variants import DenseAttention, UnavoidableParts, floor_model  # noqa: E402
+
+from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw  # noqa: E402
+
+TINY_DIM = 64
+TINY_SIDE = 8
+DIVISIBLE_SIDES = (14, 21)  # multiples of their region size (side // 7)
+TINY_IMGSZ = 64  # whole-model rows: P4 4x4, P5 2x2 (maps smaller than n_win)
+TOL_FP64 = 1e-6
+TINY = replace(
+    bench.QUICK,
+    name="smoke",
+    dim=TINY_DIM,
+    sizes=(TINY_SIDE,),
+    repeats=1,
+    model_sizes=(TINY_IMGSZ,),
+    model_repeats=1,
+    infer_per_step=1,
+)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """Run the benchmark once at the tiny plan; return the results and the output folder."""
+    out = tmp_path_factory.mktemp("bench")
+    return bench.run(TINY, out, threads=1, tag="smoke", log=lambda _: None), out
+
+
+def test_outputs_written(results):
+    """The JSON file holds the returned results and the plot exists."""
+    data, out = results
+    assert json.loads((out / "smoke.json").read_text()) == json.loads(json.dumps(data))
+    assert (out / "smoke.png").stat().st_size > 0
+
+
+def test_json_keys(results):
+    """Environment, plan, every variant per case, comparisons and target verdicts are recorded."""
+    data, _ = results
+    assert {"tag", "env", "plan", "module", "module_comparisons", "model", "targets", "sanity_fp32"} <= data.keys()
+    assert {"torch", "threads", "cpu_model", "date", "device", "noise", "seconds", "cpu_seconds"} <= data["env"].keys()
+    assert data["env"]["threads"] == 1
+    cases = {(r["heads"], r["variant"]) for r in data["module"]}
+    assert cases == {(h, v) for h in TINY.heads for v in bench.VARIANTS}
+    for row in data["module"]:
+        times = {"fwd_ms", "fwdbwd_ms", "fwd_ms_cpu", "fwdbwd_ms_cpu"}
+        assert {"size", "batch", "peak_mib", *times} <= row.keys()
+        assert all(row[key] > 0 for key in (*times, "peak_mib"))
+    ratios = {"fwd_x_floor", "fwdbwd_x_floor", "fwdbwd_x_dense", "speedup_vs_baseline"}
+    for row in data["module_comparisons"]:
+        assert {"mem_x_floor", *ratios, *(f"{r}_cpu" for r in ratios)} <= row.keys()
+    assert {(r["imgsz"], r["model"]) for r in data["model"]} == {(TINY_IMGSZ, m) for m in ("bra", "floor", "rtdetr-l")}
+    figures = {"train_ms", "infer_ms", "train_x_floor", "infer_x_floor", "train_x_rtdetr_l", "infer_x_rtdetr_l"}
+    for row in data["model"]:
+        assert {*figures, *(f"{f}_cpu" for f in figures)} <= row.keys()
+    assert [t["target"] for t in data["targets"]] == [t.name for t in bench.TARGETS]
+    for verdict, target in zip(data["targets"], bench.TARGETS):
+        measured = target.section == "model"  # the module targets name 20x20 and 40x40 maps, not in the tiny plan
+        for clock in bench.CLOCKS:
+            assert (verdict[f"worst{clock}"] is not None) == measured
+            assert verdict[f"met{clock}"] in ((True, False) if measured else (None,))
+    assert data["sanity_fp64_max_abs_error"] <= TOL_FP64
+    assert {c["heads"] for c in data["sanity_fp32"]} == set(TINY.heads)
+
+
+@pytest.mark.parametrize("side", DIVISIBLE_SIDES)
+@pytest.mark.parametrize("heads", [1, 8])
+def test_baseline_matches_module(side, heads):
+    """The gather baseline computes our module's output on a divisible map (float64) with one state dict."""
+    torch.manual_seed(0)
+    ours = BiLevelRoutingAttention_nchw(TINY_DIM, num_heads=heads).double()
+    baseline = GatherBRA(TINY_DIM, num_heads=heads).double()
+    baseline.load_state_dict(ours.state_dict())
+    x = torch.randn(2, TINY_DIM, side, side + 7, dtype=torch.float64)
+    expected = ours(x)
+    assert expected.abs().max() > TOL_FP64 * 1e3  # the comparison means something
+    assert (baseline(x) - expected).abs().max() <= TOL_FP64
+
+
+def test_comparison_modules_share_weights():
+    """Unavoidable parts and dense attention load a BRA state dict and keep shapes."""
+    ours = BiLevelRoutingAttention_nchw(TINY_DIM, num_heads=4)
+    x = torch.randn(1, TINY_DIM, 5, 9)
+    for module in (UnavoidableParts.like(ours), DenseAttention(TINY_DIM, num_heads=4)):
+        module.load_state_dict(ours.state_dict())
+        assert module(x).shape == x.shape
+
+
+def test_floor_model_replaces_every_bra():
+    """floor_model swaps nested and top-level BRA modules, keeping Ultralytics' routing attributes."""
+    top = BiLevelRoutingAttention_nchw(TINY_DIM)
+    top.i, top.f = 1, -1
+    model = nn.Sequential(nn.Sequential(BiLevelRoutingAttention_nchw(TINY_DIM)), top)
+    floor, replaced = floor_model(model, BiLevelRoutingAttention_nchw)
+    assert replaced == 2
+    assert not any(isinstance(m, BiLevelRoutingAttention_nchw) for m in floor.modules())
+    assert (floor[1].i, floor[1].f) == (1, -1)
+    assert isinstance(model[1], BiLevelRoutingAttention_nchw)  # the original is untouched
