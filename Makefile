@@ -45,8 +45,13 @@ develop: venv  ## restage build/editable if patches, pin or the overlay file lis
 offline: venv
 	$(PY) tools/yolo_offline.py >/dev/null
 
-test: develop offline  ## the whole test suite
+test: develop offline  ## the whole test suite (PYTEST_ARGS=...: only that pytest run, no upstream suite)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(if $(PYTEST_ARGS),,$(PY) tools/upstream_tests.py)
+
+.PHONY: test-upstream
+test-upstream: develop  ## upstream 8.4.190's own tests (tests/upstream/selection.txt) on the fork, offline
+	$(PY) tools/upstream_tests.py
 
 train: develop offline $(if $(DATA),,$(SYNTHETIC_DATA))  ## train MODEL on DATA (default: a generated dataset); see docs/usage.md
 	$(VENV)/bin/yolo detect train model=$(MODEL) data=$(or $(DATA),$(SYNTHETIC_DATA)) epochs=$(EPOCHS) imgsz=$(IMGSZ) \
