@@ -124,14 +124,9 @@ def test_wrong_argument_values_name_the_problem(tmp_path: Path, cfg: dict, probl
         RTDETR(_write(tmp_path, cfg))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known gap: errors from the layer constructor do not name the YAML layer index (docs/testing.md)",
-)
 @WRONG_VALUES
 def test_wrong_argument_values_name_the_layer(tmp_path: Path, cfg: dict, problem: str):
-    """Like the type, count and channel errors, a rejected value should name the layer index."""
+    """Like the type, count and channel errors, a rejected value names the layer index."""
     with pytest.raises(ValueError) as raised:
         RTDETR(_write(tmp_path, cfg))
     assert str(raised.value).startswith(f"layer {BRA} "), str(raised.value)

@@ -8,7 +8,7 @@ import difflib
 from torch import nn
 from ultralytics.utils.ops import make_divisible
 
-from .Biformer import BiLevelRoutingAttention_nchw, HGBlock_Biformer
+from .Biformer import BiLevelRoutingAttention_nchw, HGBlock_Biformer, _check_heads, _check_min
 
 __all__ = ("BIFORMER_LAYERS", "biformer_layer_args", "check_module_name")
 
@@ -81,6 +81,12 @@ def biformer_layer_args(
             f"layer {index} {m.__name__}: keeps its input channels, but the YAML asks for {bound['channels']} "
             f"({channels} after width scaling) on an input of {c1} channels; set channels to {c1}"
         )
+    try:  # the layer's own value checks, run here so that the error names the YAML layer
+        _check_heads(m.__name__, "dim", c1, bound["num_heads"])
+        _check_min(m.__name__, "n_win", bound["n_win"])
+        _check_min(m.__name__, "topk", bound["topk"])
+    except ValueError as error:
+        raise ValueError(f"layer {index} {error}") from None
     return [c1, bound["num_heads"], bound["n_win"], None, bound["topk"]], c1, n
 
 
