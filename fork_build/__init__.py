@@ -38,17 +38,23 @@ def get_requires_for_build_wheel(config_settings: dict | None = None) -> list[st
 get_requires_for_build_editable = get_requires_for_build_sdist = get_requires_for_build_wheel
 
 
-def build_wheel(
-    wheel_directory: str, config_settings: dict | None = None, metadata_directory: str | None = None
-) -> str:
-    """PEP 517: build the fork's wheel into ``wheel_directory`` and return its file name."""
+def _staged_entries(config_settings: dict | None) -> tuple[Pin, dict[str, bytes]]:
+    """Stage the fork (upstream wheel + overlay + patches) in a scratch folder and read it as wheel entries."""
     pin = Pin.load()
     wheel = _upstream_wheel(pin, config_settings)
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         stage(tree, pin, wheel)
-        name = wheel_name(pin.name, pin.fork_version)
-        write_wheel(Path(wheel_directory) / name, tree_entries(tree))
+        return pin, tree_entries(tree)
+
+
+def build_wheel(
+    wheel_directory: str, config_settings: dict | None = None, metadata_directory: str | None = None
+) -> str:
+    """PEP 517: build the fork's wheel into ``wheel_directory`` and return its file name."""
+    pin, entries = _staged_entries(config_settings)
+    name = wheel_name(pin.name, pin.fork_version)
+    write_wheel(Path(wheel_directory) / name, entries)
     return name
 
 
@@ -76,13 +82,9 @@ def build_editable(
     wheel_directory: str, config_settings: dict | None = None, metadata_directory: str | None = None
 ) -> str:
     """PEP 660: a wheel holding the fork's metadata and a ``.pth`` that puts ``build/editable`` on ``sys.path``."""
-    pin = Pin.load()
-    wheel = _upstream_wheel(pin, config_settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "tree"
-        stage(tree, pin, wheel)
-        info = dist_info_name(pin.name, pin.fork_version)
-        entries = {name: data for name, data in tree_entries(tree).items() if name.startswith(info)}
+    pin, entries = _staged_entries(config_settings)
+    info = dist_info_name(pin.name, pin.fork_version)
+    entries = {name: data for name, data in entries.items() if name.startswith(info)}
     entries[f"__editable__.{PACKAGE}_biformer.pth"] = f"{develop(config_settings)}\n".encode()
     name = wheel_name(pin.name, pin.fork_version)
     write_wheel(Path(wheel_directory) / name, entries)
