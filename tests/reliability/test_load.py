@@ -6,10 +6,10 @@ and batch sequence: sides are multiples of 32 from 32 to 1024 px, height != widt
 finite (batch, queries, 6) tensor, and the memory resident after the last pass must be within 10 % of what it was
 after the first 20 (both read after glibc returned its free heap pages, see load_worker.py).
 
-CI runs the narrow test variant of rtdetr-l-HGBlock_Biformer (the same layers and strides, so the same BRA map sizes
-and region grids, with fewer channels) in about 35 s: the full model takes about 4 minutes of both CI cores with the
-machine to itself and several times that on shared cores (docs/testing.md).
-``RELIABILITY_LOAD_MODEL=rtdetr-l-HGBlock_Biformer.yaml`` runs this test on the full model.
+CI runs the full rtdetr-l-HGBlock_Biformer model, as the issue asks: about 4 minutes of both cores on an idle
+machine. ``RELIABILITY_LOAD_MODEL=<path to tests/integration/assets/rtdetr-narrow-HGBlock_Biformer.yaml>`` runs the
+narrow test variant instead (same layers, strides and BRA region grids, fewer channels; about 35 s) for quick
+local runs.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import os
 
 import pytest
 
-from .conftest import HERE, NARROW_YAML, output_tail, run_python
+from .conftest import HERE, output_tail, run_python
 from .load_worker import MAX_BATCH, MAX_SIDE, MIN_SIDE, PASSES, STRIDE, WARMUP
 
-MODEL = os.environ.get("RELIABILITY_LOAD_MODEL", str(NARROW_YAML))
+MODEL = os.environ.get("RELIABILITY_LOAD_MODEL", "rtdetr-l-HGBlock_Biformer.yaml")
 RSS_TOLERANCE = 0.10
 RUN_TIMEOUT = 3600  # seconds; the narrow model needs under a minute, the full one 4 to 25 minutes
 MIB = 2**20
