@@ -82,6 +82,14 @@ class _Grid(NamedTuple):
         return self.hp != self.h or self.wp != self.w
 
 
+class RegionRouting(NamedTuple):
+    """What BRA's routing decided for one input: the grid, every region-pair affinity and the routed regions."""
+
+    grid: _Grid
+    affinity: torch.Tensor  # (N, R, R), at least fp32: query region along dim 1, key region along dim 2
+    index: torch.Tensor  # (N, R, k) long: routed key regions of each query region, most affine first
+
+
 def _grid(h: int, w: int, rh: int, rw: int) -> _Grid:
     """Tile an (h, w) map into regions of (rh, rw), the last row/column of regions possibly partial."""
     return _Grid(h, w, rh, rw, math.ceil(h / rh), math.ceil(w / rw))
@@ -562,8 +570,8 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         """Restore a pickled module; tutorial checkpoints carry a function as `attn_fn`, which is dropped here."""
         super().__setstate__({k: v for k, v in state.items() if k != "attn_fn"})
 
-    def route(self, q: torch.Tensor, k: torch.Tensor, grid: _Grid, batch: int) -> torch.Tensor:
-        """Rank key regions for each query region by mean-query x mean-key affinity (no gradient, at least fp32).
+    def affinity(self, q: torch.Tensor, k: torch.Tensor, grid: _Grid, batch: int) -> torch.Tensor:
+        """Mean-query x mean-key affinity of every pair of regions (no gradient, at least fp32).
 
         Args:
             q (torch.Tensor): Region-major queries of shape (B*heads, R, rh*rw, head_dim), zeros at padding.
@@ -572,15 +580,38 @@ class BiLevelRoutingAttention_nchw(nn.Module):
             batch (int): Batch size B.
 
         Returns:
-            (torch.Tensor): Long indices of shape (B, R, min(topk, R)), most affine region first.
+            (torch.Tensor): Affinity of shape (B, R, R), query regions along dim 1.
         """
         with torch.no_grad(), _autocast_off(q):
             dtype = _routing_dtype(q)
             count = _region_counts(grid, q.new_empty((), dtype=dtype))[:, None]  # padding is zero: sum / real count
             q_mean = (q.sum(2, dtype=dtype) / count).view(batch, self.num_heads, grid.regions, self.head_dim)
             k_mean = (k.sum(2, dtype=dtype) / count).view(batch, self.num_heads, grid.regions, self.head_dim)
-            affinity = torch.einsum("bhrd,bhsd->brs", q_mean, k_mean)  # (B, R, R), summed over heads and channels
-            return affinity.topk(min(self.topk, grid.regions), dim=-1).indices
+            return torch.einsum("bhrd,bhsd->brs", q_mean, k_mean)  # (B, R, R), summed over heads and channels
+
+    def route(self, q: torch.Tensor, k: torch.Tensor, grid: _Grid, batch: int) -> torch.Tensor:
+        """Routed key regions of each query region: the topk of `affinity`, most affine first, shape (B, R, k)."""
+        return self.affinity(q, k, grid, batch).topk(min(self.topk, grid.regions), dim=-1).indices
+
+    def region_grid(self, h: int, w: int) -> _Grid:
+        """The region grid forward uses for an (h, w) map: regions of (h // n_win, w // n_win), at least 1 pixel."""
+        return _grid(h, w, max(h // self.n_win, 1), max(w // self.n_win, 1))
+
+    def route_regions(self, x: torch.Tensor) -> RegionRouting:
+        """The region routing forward computes for x, with the affinities it ranks (for inspection, not on forward's path).
+
+        Args:
+            x (torch.Tensor): Input of shape (N, C, H, W), C == dim.
+
+        Returns:
+            (RegionRouting): The grid, the (N, R, R) affinities and the (N, R, k) routed regions, k = min(topk, R).
+        """
+        n, _, h, w = _check_input(x, self.dim, type(self).__name__)
+        grid = self.region_grid(h, w)
+        with torch.no_grad():
+            q_r, k_r, _ = _qkv_to_regions(self.qkv_linear(x), grid, self.num_heads)
+            affinity = self.affinity(q_r, k_r, grid, n)
+        return RegionRouting(grid, affinity, affinity.topk(min(self.topk, grid.regions), dim=-1).indices)
 
     def forward(self, x: torch.Tensor, ret_attn_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Apply bi-level routing attention.
@@ -595,7 +626,7 @@ class BiLevelRoutingAttention_nchw(nn.Module):
                 padded key positions, where R is the number of regions and topk is clamped to R.
         """
         n, _, h, w = _check_input(x, self.dim, type(self).__name__)
-        grid = _grid(h, w, max(h // self.n_win, 1), max(w // self.n_win, 1))
+        grid = self.region_grid(h, w)
         qkv = self.qkv_linear(x)
         q_r, k_r, v_r = _qkv_to_regions(qkv, grid, self.num_heads)
         graph = self.route(q_r, k_r, grid, n).unsqueeze(1).expand(-1, self.num_heads, -1, -1)
