@@ -24,7 +24,10 @@ DIM = 16
 ONNX_TOLERANCE = 1e-4  # max abs difference between onnxruntime and PyTorch
 TRACE_TOLERANCE = 1e-6  # max abs difference between torch.jit.trace and eager
 OPSETS = [17, 18]
-TRACED_SIZE_NODES = {"aten::size", "prim::NumToTensor", "aten::Int"}  # what reading a size on a traced tensor records
+DYNAMIC_CASES = ("nchw-padded", "nchw-divisible", "hgblock")  # the layers of the model YAMLs
+# (batch, H, W) a dynamic export must serve: the traced one, non-multiples of the region size, maps smaller than n_win,
+# a 1x1 map and one with fewer regions than topk (topk clamped at run time, as in eager)
+DYNAMIC_SIZES = [(1, 20, 15), (2, 13, 9), (3, 41, 30), (1, 3, 5), (2, 1, 1), (1, 1, 3), (4, 14, 14)]
 pytestmark = [  # tracing freezes sizes read with int() (Ultralytics silences these globally); jit is deprecated
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
@@ -58,6 +61,20 @@ def onnxruntime_output(model: bytes, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
 
 
+def slim_op_types(model: bytes) -> set[str]:
+    """Op types of an ONNX model after onnxslim (which Ultralytics' export runs), i.e. after constant folding."""
+    onnxslim = pytest.importorskip("onnxslim")
+    return {node.op_type for node in onnxslim.slim(onnx.load_from_string(model)).graph.node}
+
+
+def set_dynamic(m: nn.Module) -> nn.Module:
+    """Mark every BRA_nchw in m for symbolic tracing, as Ultralytics' exporter does for `dynamic=True`."""
+    for layer in m.modules():
+        if isinstance(layer, BiLevelRoutingAttention_nchw):
+            layer.dynamic = True
+    return m
+
+
 @pytest.mark.parametrize("opset", OPSETS)
 @pytest.mark.parametrize("name", export_cases())
 def test_onnx_export(name: str, opset: int):
@@ -69,41 +86,60 @@ def test_onnx_export(name: str, opset: int):
     proto = onnx.load_from_string(model)
     onnx.checker.check_model(proto)
     assert {o.version for o in proto.opset_import if o.domain in {"", "ai.onnx"}} == {opset}
-    assert "Shape" not in {node.op_type for node in proto.graph.node}, "sizes must be constants of the export"
+    assert "Shape" not in slim_op_types(model), "sizes must be constants of a static export"
     with torch.no_grad():
         expected = m(x)
     assert (onnxruntime_output(model, x) - expected).abs().max() <= ONNX_TOLERANCE
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxscript") is None, reason="the dynamo exporter needs onnxscript")
-@pytest.mark.parametrize("name", ["nchw-padded", "hgblock"])
-def test_onnx_export_dynamo(name: str):
-    """The dynamo exporter (torch.onnx.export's default in this torch) also matches onnxruntime to 1e-4."""
+@pytest.mark.parametrize("name", DYNAMIC_CASES)
+def test_onnx_export_dynamic(name: str):
+    """With `dynamic` set, one ONNX graph (dynamic batch, height, width) matches eager at every size, tiny maps too."""
     m, shape = export_cases()[name]
-    m.eval()
-    x = torch.randn(shape)
-    with torch.no_grad():
-        expected = m(x)
-    assert (onnxruntime_output(onnx_bytes(m, x, OPSETS[-1], dynamo=True), x) - expected).abs().max() <= ONNX_TOLERANCE
+    m = set_dynamic(m.eval())
+    f = io.BytesIO()
+    axes = {"x": {0: "batch", 2: "height", 3: "width"}, "y": {0: "batch", 2: "height", 3: "width"}}
+    torch.onnx.export(m, (torch.randn(shape),), f, opset_version=OPSETS[-1], dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes=axes)  # fmt: skip
+    assert "Shape" in slim_op_types(f.getvalue()), "a dynamic export computes sizes from its input"
+    for size in DYNAMIC_SIZES:
+        x = torch.randn(size[0], shape[1], *size[1:])
+        with torch.no_grad():
+            expected = m(x)
+        assert (onnxruntime_output(f.getvalue(), x) - expected).abs().max() <= ONNX_TOLERANCE, f"input {size}"
 
 
 @pytest.mark.parametrize("name", export_cases())
 def test_torchscript_trace(name: str):
-    """torch.jit.trace matches eager, records no size arithmetic and survives a save/load round trip."""
+    """torch.jit.trace matches eager and survives a save/load round trip; BRA traces freeze H and W, not the batch."""
     m, shape = export_cases()[name]
     m.eval()
     x = torch.randn(shape)
     with torch.no_grad():
         traced = torch.jit.trace(m, x)
-        expected = m(x)
-        assert (traced(x) - expected).abs().max() <= TRACE_TOLERANCE
-    recorded = {node.kind() for node in traced.inlined_graph.nodes()} & TRACED_SIZE_NODES
-    assert not recorded, f"size arithmetic was traced: {recorded}"
+        assert (traced(x) - m(x)).abs().max() <= TRACE_TOLERANCE
+        if name in DYNAMIC_CASES:  # upstream's RT-DETR TorchScript runs any batch; so must a BiFormer one
+            other_batch = torch.randn(shape[0] + 2, *shape[1:])
+            assert (traced(other_batch) - m(other_batch)).abs().max() <= TRACE_TOLERANCE
+            with pytest.raises(RuntimeError):  # the map size is a constant of a static trace
+                traced(torch.randn(*shape[:2], shape[2] + 7, shape[3] + 5))
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
     buffer.seek(0)
     with torch.no_grad():
         assert torch.equal(torch.jit.load(buffer)(x), traced(x))
+
+
+@pytest.mark.parametrize("name", DYNAMIC_CASES)
+def test_torchscript_trace_dynamic(name: str):
+    """With `dynamic` set, one TorchScript trace matches eager at every batch and map size."""
+    m, shape = export_cases()[name]
+    m = set_dynamic(m.eval())
+    with torch.no_grad():
+        traced = torch.jit.trace(m, torch.randn(shape))
+        for size in DYNAMIC_SIZES:
+            x = torch.randn(size[0], shape[1], *size[1:])
+            assert (traced(x) - m(x)).abs().max() <= TRACE_TOLERANCE, f"input {size}"
 
 
 def test_flops_count_attention_products():

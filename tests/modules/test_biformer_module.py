@@ -15,6 +15,7 @@ from torch import nn
 from ultralytics.nn.modules import Conv, HGBlock
 
 import ultralytics.nn.AddModules as add_modules
+from ultralytics.nn.AddModules import routed_attention
 from ultralytics.nn.AddModules import (
     AttentionLePE,
     Biformer,
@@ -164,7 +165,7 @@ def test_gradcheck_regional_routing_attention():
 
 
 def routed_inputs(masked: bool) -> tuple[torch.Tensor, ...]:
-    """Float64 q, k, v of `Biformer._RoutedAttention` (B'=2, Rq=Rk=3, Tq=Tk=2, d=3, dv=2), routes, optional mask.
+    """Float64 q, k, v of `routed_attention.RoutedAttention` (B'=2, Rq=Rk=3, Tq=Tk=2, d=3, dv=2), routes, optional mask.
 
     Returns:
         (tuple[torch.Tensor, ...]): q, k, v requiring grad; index (topk=2, B'*Rq) into the B'*Rk key regions, with a
@@ -186,7 +187,7 @@ def test_gradcheck_routed_attention_function(masked: bool):
     q, k, v, index, mask = routed_inputs(masked)
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return Biformer._RoutedAttention.apply(q, k, v, index, 0.7, mask)
+        return routed_attention.RoutedAttention.apply(q, k, v, index, 0.7, mask)
 
     assert torch.autograd.gradcheck(run, (q, k, v))
 
@@ -195,8 +196,8 @@ def test_gradcheck_routed_attention_function(masked: bool):
 def test_routed_attention_function_matches_autograd(masked: bool):
     """The Function's output is the plain products' bit for bit; its gradients are theirs within float64 rounding."""
     q, k, v, index, mask = routed_inputs(masked)
-    out = Biformer._RoutedAttention.apply(q, k, v, index, 0.7, mask)
-    ref = Biformer._routed_products(q, k, v, index, 0.7, mask)[0]
+    out = routed_attention.RoutedAttention.apply(q, k, v, index, 0.7, mask)
+    ref = routed_attention.routed_products(q, k, v, index, 0.7, mask)[0]
     assert torch.equal(out, ref)
     weights = torch.randn_like(out)
     grads = torch.autograd.grad(out, (q, k, v), weights)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ultralytics.nn.AddModules import AttentionLePE, BiLevelRoutingAttention, BiLevelRoutingAttention_nchw
-from ultralytics.nn.AddModules import Biformer as biformer
+from ultralytics.nn.AddModules import routed_attention
 
 DIM = 16  # channels of the modules under test; divisible by every head count used
 SIZES = [(1, 1), (3, 5), (7, 7), (13, 13), (20, 20), (20, 15), (15, 20), (40, 40), (41, 37)]
@@ -206,7 +206,7 @@ def test_bra_nchw_attention_paths_match_reference(
     input gradients (through q, k and v) are compared too, and must be well above the tolerance to mean something.
     """
     devices = () if attention_path == "fused" else ("cpu",)
-    monkeypatch.setattr(biformer, "UNFUSED_ATTENTION_DEVICES", devices)
+    monkeypatch.setattr(routed_attention, "UNFUSED_ATTENTION_DEVICES", devices)
     m = BiLevelRoutingAttention_nchw(DIM, num_heads=num_heads, topk=4).double()
     x = torch.randn(2, DIM, *size, dtype=torch.float64, requires_grad=True)
     grad = torch.randn(2, DIM, *size, dtype=torch.float64)

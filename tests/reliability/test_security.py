@@ -19,7 +19,7 @@ from torch import nn
 
 from ultralytics import RTDETR
 from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw, HGBlock_Biformer, regional_routing_attention_torch
-from ultralytics.nn.AddModules.Biformer import _grid
+from ultralytics.nn.AddModules.regions import region_grid
 
 from .conftest import HGBLOCK_YAML, NARROW_YAML, output_tail, run_python
 
@@ -77,8 +77,8 @@ HOSTILE = {  # name -> (the global its pickle must reference, a function adding 
         lambda ckpt, marker: ckpt.update(attn_fn=regional_routing_attention_torch),
     ),
     "addmodules-private-class": (
-        "ultralytics.nn.AddModules.Biformer._Grid",
-        lambda ckpt, marker: ckpt.update(grid=_grid(4, 4, 2, 2)),
+        "ultralytics.nn.AddModules.regions.RegionGrid",
+        lambda ckpt, marker: ckpt.update(grid=region_grid(4, 4, 2, 2)),
     ),
 }
 

@@ -8,7 +8,8 @@ import difflib
 from torch import nn
 from ultralytics.utils.ops import make_divisible
 
-from .Biformer import BiLevelRoutingAttention_nchw, HGBlock_Biformer, _check_heads, _check_min
+from .Biformer import BiLevelRoutingAttention_nchw, HGBlock_Biformer
+from .checks import check_heads, check_min
 
 __all__ = ("BIFORMER_LAYERS", "biformer_layer_args", "check_module_name")
 
@@ -82,9 +83,9 @@ def biformer_layer_args(
             f"({channels} after width scaling) on an input of {c1} channels; set channels to {c1}"
         )
     try:  # the layer's own value checks, run here so that the error names the YAML layer
-        _check_heads(m.__name__, "dim", c1, bound["num_heads"])
-        _check_min(m.__name__, "n_win", bound["n_win"])
-        _check_min(m.__name__, "topk", bound["topk"])
+        check_heads(m.__name__, "dim", c1, bound["num_heads"])
+        check_min(m.__name__, "n_win", bound["n_win"])
+        check_min(m.__name__, "topk", bound["topk"])
     except ValueError as error:
         raise ValueError(f"layer {index} {error}") from None
     return [c1, bound["num_heads"], bound["n_win"], None, bound["topk"]], c1, n

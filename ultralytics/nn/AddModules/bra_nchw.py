@@ -1,0 +1,168 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
+"""Bi-Level Routing Attention on NCHW maps (BiFormer's `nchwBRA`), the layer both model YAMLs use."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .checks import check, check_heads, check_input, check_min, check_side_dwconv
+from .lce import depthwise_conv
+from .regions import RegionGrid, Size, at_most, bra_grid, from_regions, map_size, qkv_to_regions, region_counts
+from .routed_attention import region_attention
+from .routing_precision import autocast_off, routing_dtype
+
+__all__ = ("ATTN_BACKENDS", "BiLevelRoutingAttention_nchw", "RegionRouting")
+
+ATTN_BACKENDS = ("torch",)
+
+
+class RegionRouting(NamedTuple):
+    """What BRA's routing decided for one input: the grid, every region-pair affinity and the routed regions."""
+
+    grid: RegionGrid
+    affinity: torch.Tensor  # (N, R, R), at least fp32: query region along dim 1, key region along dim 2
+    index: torch.Tensor  # (N, R, k) long: routed key regions of each query region, most affine first
+
+
+class BiLevelRoutingAttention_nchw(nn.Module):
+    """Bi-Level Routing Attention on NCHW maps: region routing, then token attention.
+
+    The map is cut into regions of size (H // n_win, W // n_win) (at least 1), the last row/column partial when the
+    size is not a multiple. Each query region keeps the `topk` key regions (clamped to the region count) whose mean key
+    has the largest dot product with its mean query; its tokens then attend to every real token of those regions.
+
+    Attributes:
+        dim (int): Channels of input and output.
+        num_heads (int): Number of attention heads.
+        head_dim (int): Channels per head.
+        scale (float): Multiplier of q.k, `qk_scale or dim**-0.5` (dim, not head_dim, as in the trained weights).
+        topk (int): Routed key regions per query region.
+        n_win (int): Regions per side of a map whose size is a multiple of n_win.
+        qkv_linear (nn.Conv2d): 1x1 convolution producing q, k, v.
+        output_linear (nn.Conv2d): 1x1 output projection.
+        lepe (nn.Conv2d | None): Depth-wise convolution on v added to the attention output (LCE), or None.
+        dynamic (bool): While tracing, record H and W as sizes computed from the input instead of freezing them, so
+            that one exported graph serves any input size. A class attribute (False) that Ultralytics' exporter sets
+            on the instances of the exported copy when `dynamic=True`; the batch size is never frozen.
+
+    Examples:
+        >>> m = BiLevelRoutingAttention_nchw(64, num_heads=4, n_win=7, topk=4)
+        >>> m(torch.randn(2, 64, 20, 15)).shape
+        torch.Size([2, 64, 20, 15])
+    """
+
+    dynamic = False
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 1,
+        n_win: int = 7,
+        qk_scale: float | None = None,
+        topk: int = 4,
+        side_dwconv: int = 3,
+        auto_pad: bool = False,
+        attn_backend: str = "torch",
+    ):
+        """Initialize the module.
+
+        Args:
+            dim (int): Channels of input and output.
+            num_heads (int): Number of attention heads, a divisor of dim.
+            n_win (int): Regions per side of a map whose size is a multiple of n_win, >= 1.
+            qk_scale (float, optional): Multiplier of q.k; defaults to dim**-0.5.
+            topk (int): Routed key regions per query region, >= 1; clamped to the number of regions.
+            side_dwconv (int): Kernel size of the LCE depth-wise convolution on v; 0 disables it.
+            auto_pad (bool): Accepted for signature compatibility; every map size is handled (padding is masked).
+            attn_backend (str): Attention implementation; only "torch" exists.
+        """
+        super().__init__()
+        name = type(self).__name__
+        check_heads(name, "dim", dim, num_heads)
+        check_min(name, "n_win", n_win)
+        check_min(name, "topk", topk)
+        check_side_dwconv(name, side_dwconv)
+        check(attn_backend in ATTN_BACKENDS, name, f"attn_backend must be one of {ATTN_BACKENDS}, got {attn_backend!r}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = qk_scale or dim**-0.5
+        self.lepe = depthwise_conv(dim, side_dwconv)
+        self.topk = topk
+        self.n_win = n_win
+        self.qkv_linear = nn.Conv2d(dim, 3 * dim, kernel_size=1)
+        self.output_linear = nn.Conv2d(dim, dim, kernel_size=1)
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore a pickled module; tutorial checkpoints carry a function as `attn_fn`, which is dropped here."""
+        super().__setstate__({k: v for k, v in state.items() if k != "attn_fn"})
+
+    def region_grid(self, h: Size, w: Size) -> RegionGrid:
+        """The region grid forward uses for an (h, w) map: regions of (h // n_win, w // n_win), at least 1 token."""
+        return bra_grid(h, w, self.n_win)
+
+    def affinity(self, q: torch.Tensor, k: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
+        """Mean-query x mean-key affinity of every pair of regions, summed over heads (no gradient, at least fp32).
+
+        Args:
+            q (torch.Tensor): Region-major queries of shape (B*heads, R, rh*rw, head_dim), zeros at padding.
+            k (torch.Tensor): Region-major keys of the same shape.
+            grid (RegionGrid): Region grid of the map.
+
+        Returns:
+            (torch.Tensor): Affinity of shape (B, R, R), query regions along dim 1.
+        """
+        with torch.no_grad(), autocast_off(q):
+            dtype = routing_dtype(q)
+            count = region_counts(grid, q.new_empty((), dtype=dtype))[:, None]  # padding is zero: sum / real count
+            q_mean = (q.sum(2, dtype=dtype) / count).unflatten(0, (-1, self.num_heads))  # (B, heads, R, head_dim)
+            k_mean = (k.sum(2, dtype=dtype) / count).unflatten(0, (-1, self.num_heads))
+            return torch.einsum("bhrd,bhsd->brs", q_mean, k_mean)
+
+    def route(self, q: torch.Tensor, k: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
+        """Routed key regions of each query region: the top min(topk, R) of `affinity`, most affine first (B, R, k)."""
+        return self.affinity(q, k, grid).topk(at_most(grid.regions, self.topk), dim=-1).indices
+
+    def route_regions(self, x: torch.Tensor) -> RegionRouting:
+        """The region routing forward computes for x, with the affinities it ranks (for inspection; forward does not
+        call it).
+
+        Args:
+            x (torch.Tensor): Input of shape (N, C, H, W), C == dim.
+
+        Returns:
+            (RegionRouting): The grid, the (N, R, R) affinities and the (N, R, k) routed regions, k = min(topk, R).
+        """
+        check_input(x, self.dim, type(self).__name__)
+        grid = self.region_grid(*map_size(x, symbolic=False))
+        with torch.no_grad():
+            q, k, _ = qkv_to_regions(self.qkv_linear(x), grid, self.num_heads)
+            affinity = self.affinity(q, k, grid)
+        return RegionRouting(grid, affinity, affinity.topk(at_most(grid.regions, self.topk), dim=-1).indices)
+
+    def forward(self, x: torch.Tensor, ret_attn_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Apply bi-level routing attention.
+
+        Args:
+            x (torch.Tensor): Input of shape (N, C, H, W), C == dim, H, W >= 1.
+            ret_attn_mask (bool): Also return the attention matrix.
+
+        Returns:
+            out (torch.Tensor): Output of shape (N, C, H, W).
+            attn (torch.Tensor): With ret_attn_mask, attention of shape (N, num_heads, R, rh*rw, topk*rh*rw), zero at
+                padded key positions, where R is the number of regions and topk is clamped to R.
+        """
+        check_input(x, self.dim, type(self).__name__)
+        grid = self.region_grid(*map_size(x, symbolic=self.dynamic and torch.jit.is_tracing()))
+        qkv = self.qkv_linear(x)
+        q, k, v = qkv_to_regions(qkv, grid, self.num_heads)
+        graph = self.route(q, k, grid).unsqueeze(1).expand(-1, self.num_heads, -1, -1)
+        out, attn = region_attention(q, k, v, graph, self.scale, grid, need_weights=ret_attn_mask)
+        out = from_regions(out, grid, self.num_heads)
+        if self.lepe is not None:
+            out = out + self.lepe(qkv[:, 2 * self.dim :])
+        out = self.output_linear(out)
+        return (out, attn) if ret_attn_mask else out
