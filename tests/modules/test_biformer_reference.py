@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from ultralytics.nn.AddModules import AttentionLePE, BiLevelRoutingAttention, BiLevelRoutingAttention_nchw
 from ultralytics.nn.AddModules import routed_attention
 
+from tolerances import BF16_RELATIVE_TOLERANCE, norm_relative_error
+
 DIM = 16  # channels of the modules under test; divisible by every head count used
 SIZES = [(1, 1), (3, 5), (7, 7), (13, 13), (20, 20), (20, 15), (15, 20), (40, 40), (41, 37)]
 TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-4}  # max abs error against the float64 reference
@@ -299,3 +301,90 @@ def test_attention_lepe_matches_reference(size: tuple[int, int], options: dict):
     m = AttentionLePE(DIM, **options).eval()
     x = torch.randn(2, DIM, *size)
     assert_matches(m, x, attention_lepe_reference(m, x))
+
+
+N_WIN_SIZES = [(1, 1), (3, 5), (13, 13), (20, 15), (41, 37)]
+
+
+@pytest.mark.parametrize("n_win", [1, 2, 3, 7, 8])
+@pytest.mark.parametrize("size", N_WIN_SIZES, ids=[f"{h}x{w}" for h, w in N_WIN_SIZES])
+def test_bra_nchw_n_win_matches_dense_reference(size: tuple[int, int], n_win: int):
+    """Every region count per side (1: one global region; 8: more than the tutorial's 7) matches the reference."""
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=2, n_win=n_win, topk=3).eval()
+    x = torch.randn(2, DIM, *size)
+    assert_matches(m, x, bra_nchw_reference(m, x).out)
+
+
+def regional_attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, graph: torch.Tensor, q_size: tuple, kv_size: tuple
+) -> torch.Tensor:
+    """Float64 token loop of regional routing attention: each query token attends to the real tokens of its routed
+    key regions (regions row-major, the last row/column partial).
+
+    Args:
+        q (torch.Tensor): Queries (B, C, Hq, Wq).
+        k (torch.Tensor): Keys (B, C, Hk, Wk).
+        v (torch.Tensor): Values (B, Cv, Hk, Wk).
+        scale (float): Multiplier of q.k.
+        graph (torch.Tensor): Routed key regions (B, heads, Rq, topk).
+        q_size (tuple): Query region size (rh, rw).
+        kv_size (tuple): Key region size (rh, rw).
+
+    Returns:
+        (torch.Tensor): Output (B, Cv, Hq, Wq).
+    """
+    n, c, hq, wq = q.shape
+    _, cv, hk, wk = v.shape
+    heads = graph.shape[1]
+    nw_q, nw_k = math.ceil(wq / q_size[1]), math.ceil(wk / kv_size[1])
+    out = torch.zeros(n, cv, hq, wq, dtype=torch.float64)
+    for b, head, y, x in torch.cartesian_prod(*(torch.arange(s) for s in (n, heads, hq, wq))).tolist():
+        region = (y // q_size[0]) * nw_q + x // q_size[1]
+        routed = set(graph[b, head, region].tolist())
+        keys = [(ky, kx) for ky in range(hk) for kx in range(wk) if (ky // kv_size[0]) * nw_k + kx // kv_size[1] in routed]
+        cq, cvh = slice(head * c // heads, (head + 1) * c // heads), slice(head * cv // heads, (head + 1) * cv // heads)
+        logits = torch.stack([scale * q[b, cq, y, x].double() @ k[b, cq, ky, kx].double() for ky, kx in keys])
+        values = torch.stack([v[b, cvh, ky, kx].double() for ky, kx in keys])
+        out[b, cvh, y, x] = logits.softmax(0) @ values
+    return out
+
+
+def test_regional_routing_attention_different_kv_regions():
+    """Query and key maps of different sizes and region sizes, both padded, match the token-loop reference."""
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 5, 3, dtype=torch.float64)  # (2, 2) regions: 3 x 2 = 6 query regions, partial ones
+    k = torch.randn(2, 4, 7, 4, dtype=torch.float64)  # (3, 2) regions: 3 x 2 = 6 key regions, the last row partial
+    v = torch.randn(2, 6, 7, 4, dtype=torch.float64)
+    graph = torch.stack([torch.randperm(6)[:2] for _ in range(2 * 2 * 6)]).view(2, 2, 6, 2)
+    out, _ = routed_attention.regional_routing_attention_torch(q, k, v, 0.5, graph, (2, 2), kv_region_size=(3, 2))
+    expected = regional_attention_reference(q, k, v, 0.5, graph, (2, 2), (3, 2))
+    assert (out - expected).abs().max() <= TOLERANCE[torch.float64]
+
+
+def bf16_modules() -> dict[str, tuple[torch.nn.Module, object]]:
+    """Both BRA classes in float32 with their float64 references."""
+    return {
+        "nchw": (BiLevelRoutingAttention_nchw(DIM, num_heads=2, n_win=3, topk=3), lambda m, x: bra_nchw_reference(m, x).out),
+        "legacy": (BiLevelRoutingAttention(DIM, n_win=3, num_heads=2, topk=3, soft_routing=True), bra_legacy_reference),
+    }
+
+
+@pytest.mark.parametrize("attention_path", ["per_route", "fused"])
+@pytest.mark.parametrize("name", ["nchw", "legacy"])
+def test_bf16_autocast_matches_reference(name: str, attention_path: str, monkeypatch: pytest.MonkeyPatch):
+    """Under bf16 autocast on CPU, output and input gradient of both attention paths (the fused SDPA one is what GPUs
+    run) stay within BF16_RELATIVE_TOLERANCE of the float64 reference, norm-wise."""
+    monkeypatch.setattr(routed_attention, "UNFUSED_ATTENTION_DEVICES", ("cpu",) if attention_path == "per_route" else ())
+    torch.manual_seed(0)
+    m, reference = bf16_modules()[name]
+    x = torch.randn(2, DIM, 10, 7, requires_grad=True)
+    weights = torch.randn(2, DIM, 10, 7, dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+    assert out.dtype == torch.bfloat16
+    (grad,) = torch.autograd.grad(out.double(), x, weights)
+    x64 = x.detach().double().requires_grad_()
+    ref = reference(m, x64)
+    (ref_grad,) = torch.autograd.grad(ref, x64, weights)
+    assert norm_relative_error(out, ref) <= BF16_RELATIVE_TOLERANCE
+    assert norm_relative_error(grad, ref_grad) <= BF16_RELATIVE_TOLERANCE
