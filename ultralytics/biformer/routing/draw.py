@@ -20,8 +20,12 @@ from .record import LayerRouting, TokenAttention
 KINDS = ("routes", "popularity", "attention")  # one picture of each per layer, in this order on the contact sheet
 PANEL_INCHES = 5.0  # width of one picture
 DPI = 100
+SHEET_DPI = 50  # the contact sheet holds 3 pictures per layer: smaller
 OVERLAY_ALPHA = 0.55  # heat maps and filled regions over the image
 MAX_LABELLED_REGIONS = 100  # popularity counts are written into the regions up to this many regions
+TITLE_INCHES = 0.55  # room above each picture for its two-line title
+MARGIN = 0.02  # figure fraction left around the pictures
+COLORBAR_LABELS = 0.08  # figure fraction kept free on the right for colour-bar tick labels
 GRID_STYLE = dict(color="white", linewidth=0.6, alpha=0.7)
 QUERY_COLOR = "red"
 
@@ -32,7 +36,8 @@ class RoutingView:
 
     Attributes:
         layer (LayerRouting): The recorded layer.
-        image (np.ndarray): The original image, RGB uint8 of shape (H0, W0, 3).
+        image (np.ndarray): The original image, RGB uint8 of shape (h, w, 3), possibly downscaled for display: it is
+            drawn over the original extent `transform.orig_hw`.
         transform (ImageTransform): How the image became the network input.
         query_xy (tuple[float, float]): Query position x y in original pixels.
         n (int): Image of the recorded batch.
@@ -83,7 +88,7 @@ def title(layer: LayerRouting) -> str:
 
 def _background(ax: Axes, view: RoutingView) -> None:
     """The image in original pixel coordinates, region grid on top, no ticks."""
-    h0, w0 = view.image.shape[:2]
+    h0, w0 = view.transform.orig_hw
     ax.imshow(view.image, extent=(0, w0, h0, 0), interpolation="bilinear")
     xs, ys = view.edges(regions=True)
     ax.vlines(xs, ys[0], ys[-1], **GRID_STYLE)
@@ -154,8 +159,18 @@ DRAW: dict[str, Callable[[Axes, RoutingView], None]] = {
 
 def _panel_size(view: RoutingView) -> tuple[float, float]:
     """Width and height in inches of one picture (title and colour bar included)."""
-    h0, w0 = view.image.shape[:2]
-    return PANEL_INCHES, PANEL_INCHES * h0 / w0 + 0.8
+    h0, w0 = view.transform.orig_hw
+    return PANEL_INCHES, PANEL_INCHES * h0 / w0 + TITLE_INCHES
+
+
+def _figure(view: RoutingView, rows: int, cols: int, dpi: float) -> tuple[Figure, np.ndarray]:
+    """A figure of rows x cols pictures with fixed margins (a layout engine would draw every figure twice)."""
+    w, h = _panel_size(view)
+    fig = Figure(figsize=(w * cols, h * rows), dpi=dpi)
+    top = 1 - TITLE_INCHES / (h * rows)
+    hspace = 1.6 * TITLE_INCHES / h  # between rows: a title's height, as a fraction of a picture's
+    fig.subplots_adjust(left=MARGIN, right=1 - COLORBAR_LABELS, bottom=MARGIN, top=top, wspace=0.1, hspace=hspace)
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def save_picture(view: RoutingView, kind: str, path: Path) -> Path:
@@ -171,8 +186,8 @@ def save_picture(view: RoutingView, kind: str, path: Path) -> Path:
     """
     if kind not in DRAW:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    fig = Figure(figsize=_panel_size(view), dpi=DPI, layout="constrained")
-    DRAW[kind](fig.add_subplot(), view)
+    fig, axes = _figure(view, 1, 1, DPI)
+    DRAW[kind](axes[0, 0], view)
     fig.savefig(path)
     return path
 
@@ -187,9 +202,7 @@ def save_sheet(views: list[RoutingView], path: Path) -> Path:
     Returns:
         (Path): path.
     """
-    w, h = _panel_size(views[0])
-    fig = Figure(figsize=(w * len(KINDS), h * len(views)), dpi=DPI * 0.6, layout="constrained")
-    axes = fig.subplots(len(views), len(KINDS), squeeze=False)
+    fig, axes = _figure(views[0], len(views), len(KINDS), SHEET_DPI)
     for row, view in zip(axes, views):
         for ax, kind in zip(row, KINDS):
             DRAW[kind](ax, view)

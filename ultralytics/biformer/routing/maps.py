@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ultralytics.utils import LOGGER
@@ -13,6 +14,8 @@ from ultralytics.utils.files import increment_path
 from .draw import KINDS, RoutingView, save_picture, save_sheet
 from .geometry import ImageTransform
 from .record import LayerRouting
+
+DISPLAY_MAX_SIDE = 640  # the image is drawn at most this large: the pictures are about 500 px wide
 
 
 def default_query(boxes: np.ndarray, scores: np.ndarray, orig_hw: tuple[int, int]) -> tuple[float, float]:
@@ -62,7 +65,9 @@ def save_routing_maps(
     if not record:
         raise ValueError("record is empty: run the model with a RoutingRecorder active before saving routing maps")
     folder = increment_path(Path(save_dir) / f"{stem}_routing", mkdir=True)
-    rgb = np.ascontiguousarray(image[..., ::-1])
+    scale = min(DISPLAY_MAX_SIDE / max(image.shape[:2]), 1.0)
+    shown = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    rgb = np.ascontiguousarray(shown[..., ::-1])
     views = [RoutingView(layer, rgb, transform, tuple(map(float, query_xy)), n) for layer in record]
     paths = [
         save_picture(view, kind, folder / f"bra{view.layer.index}_layer{view.layer.layer}_{kind}.png")
