@@ -28,7 +28,13 @@ def coordinate_image(h0: int, w0: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "orig_hw, new_shape, stretch",
-    [((100, 200), 160, False), ((333, 171), (224, 160), False), ((1080, 810), 320, False), ((100, 200), 160, True)],
+    [
+        ((100, 200), 160, False),
+        ((96, 200), 160, False),  # 83 px of padding: the odd pixel goes to the bottom
+        ((333, 171), (224, 160), False),
+        ((1080, 810), 320, False),
+        ((100, 200), 160, True),
+    ],
 )
 def test_transform_inverts_letterbox(orig_hw: tuple[int, int], new_shape, stretch: bool):
     """Every input pixel that LetterBox filled from the original maps back onto the original pixel it came from."""
@@ -77,6 +83,9 @@ def test_partial_regions_on_letterboxed_non_square_image():
     assert tuple(grid) == (10, 10, 3, 3, 4, 4)  # last row/column of regions: 1 cell
     xs, ys = region_edges(grid, (160, 160))
     assert ys.tolist() == [0, 48, 96, 144, 160]
+    inputs = region_boxes(grid, (160, 160))
+    assert inputs[15].tolist() == [144, 144, 160, 160]  # the partial corner region: one 16x16 cell
+    assert ((inputs[:, 2] - inputs[:, 0]) * (inputs[:, 3] - inputs[:, 1])).sum() == 160 * 160
     boxes = t.to_original(region_boxes(grid, (160, 160)))
     np.testing.assert_allclose(boxes[0], [0, 0, 60, 10])  # mostly padding: clipped to the image top
     np.testing.assert_allclose(boxes[5], [60, 10, 120, 70])  # row 1, column 1: input y [48, 96) -> (48-40)/0.8
@@ -93,3 +102,6 @@ def test_query_cell_and_token():
     assert cell_region(grid, (4, 6)) == (8, 0)  # region row 2, column 2; first token of the partial region
     assert cell_region(grid, (3, 4)) == (4, 4)  # region (1, 1), token (1, 1) -> 1 * 3 + 1
     assert query_cell(grid, (80, 112), (-5.0, 500.0)) == (4, 0)  # clamped to the map
+    wide = BiLevelRoutingAttention_nchw(8, n_win=2).region_grid(5, 10)
+    assert (wide.nh, wide.nw) == (3, 2)
+    assert cell_region(wide, (4, 9)) == (5, 4)  # region row 2, column 1 of 2; token (0, 4) of a 2x5 region

@@ -12,8 +12,8 @@ from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw
 
 from .conftest import BRA_LAYERS
 
-H, W, N_WIN, TOPK = 5, 7, 2, 4  # regions of 2x3: a 3x3 grid whose last row and column are partial
-REGIONS = 9
+H, W, N_WIN, TOPK = 7, 9, 3, 4  # regions of 2x3: a 4x3 grid whose last row is partial
+REGIONS = 12
 
 
 def region_of(h: int, w: int) -> torch.Tensor:
@@ -23,7 +23,7 @@ def region_of(h: int, w: int) -> torch.Tensor:
 
 
 def routed_module(m: torch.Tensor) -> BiLevelRoutingAttention_nchw:
-    """A BRA over 9 channels whose region affinity is M[s, r] for inputs one-hot per region: q = M x, k = v = x."""
+    """A BRA over 12 channels whose region affinity is M[s, r] for inputs one-hot per region: q = M x, k = v = x."""
     bra = BiLevelRoutingAttention_nchw(REGIONS, num_heads=1, n_win=N_WIN, topk=TOPK).eval()
     with torch.no_grad():
         weight = torch.cat((m, torch.eye(REGIONS), torch.eye(REGIONS)))[..., None, None]
@@ -33,7 +33,7 @@ def routed_module(m: torch.Tensor) -> BiLevelRoutingAttention_nchw:
 
 
 def one_hot_regions(perm: torch.Tensor, seed: int) -> torch.Tensor:
-    """Input (9, H, W): region s holds e_perm[s] plus per-token noise that averages to zero over its real cells."""
+    """Input (12, H, W): region s holds e_perm[s] plus per-token noise that averages to zero over its real cells."""
     region = region_of(H, W)
     x = torch.eye(REGIONS)[perm[region]].permute(2, 0, 1).clone()  # (C, H, W)
     noise = torch.randn(REGIONS, H, W, generator=torch.Generator().manual_seed(seed)) * 0.05
@@ -52,14 +52,14 @@ def scores() -> torch.Tensor:
 def test_recorded_routes_are_the_known_ones(scores: torch.Tensor):
     """With q = M x, k = x and one-hot region means, region r routes to the TOPK largest M[:, r] (padded grid)."""
     bra = routed_module(scores)
-    perm = torch.tensor([3, 1, 4, 0, 8, 5, 2, 7, 6])
+    perm = torch.tensor([3, 1, 4, 0, 8, 5, 2, 7, 6, 11, 9, 10])
     x = torch.stack((one_hot_regions(torch.arange(REGIONS), 1), one_hot_regions(perm, 2)))
     model = nn.Sequential(nn.Identity(), bra)
     with RoutingRecorder(model) as rec:
         model(x)
     (layer,) = rec.record
     assert (layer.index, layer.name, layer.layer, rec.input_hw) == (0, "1", None, (H, W))
-    assert tuple(layer.grid) == (H, W, 2, 3, 3, 3)
+    assert tuple(layer.grid) == (H, W, 2, 3, 4, 3)
     # image 0: affinity[r, s] = M[s, r]; image 1: region s holds e_perm[s], so affinity[r, s] = M[perm[s], perm[r]]
     expected = torch.stack((scores.T, scores[perm][:, perm].T))
     torch.testing.assert_close(layer.affinity, expected, atol=1e-4, rtol=0)
@@ -76,10 +76,10 @@ def test_attention_row_is_the_modules_and_lands_on_its_tokens(scores: torch.Tens
     with RoutingRecorder(bra) as rec:
         bra(x)
     layer = rec.record[0]
-    for cell in [(4, 6), (3, 4), (0, 0)]:  # partial corner region, a middle token, the first token
+    for cell in [(6, 8), (3, 4), (0, 0)]:  # partial corner region, a middle token, the first token
         att = layer.attention(cell)
         _, attn = bra(x, ret_attn_mask=True)
-        assert (att.region, att.token) == {(4, 6): (8, 0), (3, 4): (4, 4), (0, 0): (0, 0)}[cell]
+        assert (att.region, att.token) == {(6, 8): (11, 2), (3, 4): (4, 4), (0, 0): (0, 0)}[cell]
         assert torch.equal(att.weights, attn[0, :, att.region, att.token])
         # independent float64 reference on the map: the query token against every real cell of its routed regions
         q = scores.double() @ x[0, :, cell[0], cell[1]].double()
@@ -88,8 +88,8 @@ def test_attention_row_is_the_modules_and_lands_on_its_tokens(scores: torch.Tens
         expected = torch.zeros(H, W, dtype=torch.float64)
         expected[routed] = logits[routed].softmax(0)
         torch.testing.assert_close(att.map[0].double(), expected, atol=1e-6, rtol=0)
-    with pytest.raises(ValueError, match=r"cell must be a \(row, col\) inside the 5x7 map"):
-        layer.attention((5, 0))
+    with pytest.raises(ValueError, match=r"cell must be a \(row, col\) inside the 7x9 map"):
+        layer.attention((7, 0))
 
 
 def tensors(output) -> list[torch.Tensor]:
