@@ -36,7 +36,8 @@ def routing_maps(
 
     Examples:
         >>> from ultralytics import RTDETR
-        >>> paths = routing_maps(RTDETR("rtdetr-l-Biformer.yaml"), ASSETS / "bus.jpg", imgsz=160, save_dir=tmp)
+        >>> from ultralytics.utils import ASSETS
+        >>> paths = routing_maps(RTDETR("rtdetr-l-Biformer.yaml"), ASSETS / "bus.jpg", imgsz=160, save_dir="runs/routing")
         >>> [p.name for p in paths][-1]
         'bus_routing.png'
     """
