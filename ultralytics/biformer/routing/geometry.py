@@ -1,0 +1,187 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
+"""Where BRA regions and tokens lie in pixels: on the network input, and on the original image (letterbox undone)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+LETTERBOX_ROUND_BIAS = 0.1  # LetterBox puts the odd padding pixel bottom/right: round(pad / 2 - 0.1) on top/left
+
+
+class RegionGrid(Protocol):
+    """What this module reads of the grid `BiLevelRoutingAttention_nchw.region_grid(h, w)` returns."""
+
+    h: int
+    w: int
+    rh: int
+    rw: int
+    nh: int
+    nw: int
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """How a predictor turned the original image into the network input: scale each axis, then pad top/left.
+
+    Attributes:
+        orig_hw (tuple[int, int]): Original image size (height, width).
+        input_hw (tuple[int, int]): Network input size (height, width).
+        gain (tuple[float, float]): Input pixels per original pixel (y, x).
+        pad (tuple[float, float]): Padding added above and left of the resized image (top, left), in input pixels.
+
+    Examples:
+        >>> t = ImageTransform.from_shapes((1080, 810), (640, 640), stretch=False)
+        >>> t.pad, t.to_original(np.array([[80.0, 0.0, 560.0, 640.0]])).round().tolist()
+        ((0.0, 80.0), [[0.0, 0.0, 810.0, 1080.0]])
+    """
+
+    orig_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    gain: tuple[float, float]
+    pad: tuple[float, float]
+
+    @classmethod
+    def from_shapes(cls, orig_hw: tuple[int, int], input_hw: tuple[int, int], stretch: bool) -> ImageTransform:
+        """Infer the transform from the two sizes, as Ultralytics' LetterBox resizes and pads.
+
+        Args:
+            orig_hw (tuple[int, int]): Original image size (height, width).
+            input_hw (tuple[int, int]): Network input size (height, width).
+            stretch (bool): The image was stretched to the input size (LetterBox `scale_fill`, as RT-DETR predicts);
+                otherwise it was resized keeping its aspect ratio and padded equally on both sides (centred letterbox,
+                including `rect` inputs trimmed to a stride multiple).
+
+        Returns:
+            (ImageTransform): The transform.
+        """
+        (h0, w0), (h, w) = orig_hw, input_hw
+        if stretch:
+            return cls((h0, w0), (h, w), (h / h0, w / w0), (0.0, 0.0))
+        r = min(h / h0, w / w0)
+        new_h, new_w = max(round(h0 * r), 1), max(round(w0 * r), 1)
+        top = round((h - new_h) / 2 - LETTERBOX_ROUND_BIAS)
+        left = round((w - new_w) / 2 - LETTERBOX_ROUND_BIAS)
+        return cls((h0, w0), (h, w), (new_h / h0, new_w / w0), (float(top), float(left)))
+
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """Map xyxy boxes from input pixels to original pixels, clipped to the original image.
+
+        Args:
+            boxes (np.ndarray): Boxes of shape (..., 4), x1 y1 x2 y2 in input pixels.
+
+        Returns:
+            (np.ndarray): Boxes of the same shape in original pixels; a box wholly in the padding has zero width or height.
+        """
+        (gy, gx), (top, left), (h0, w0) = self.gain, self.pad, self.orig_hw
+        out = np.asarray(boxes, dtype=np.float64).copy()
+        out[..., [0, 2]] = ((out[..., [0, 2]] - left) / gx).clip(0, w0)
+        out[..., [1, 3]] = ((out[..., [1, 3]] - top) / gy).clip(0, h0)
+        return out
+
+    def to_input(self, xy: np.ndarray) -> np.ndarray:
+        """Map points from original pixels to input pixels.
+
+        Args:
+            xy (np.ndarray): Points of shape (..., 2), x y in original pixels.
+
+        Returns:
+            (np.ndarray): Points of the same shape in input pixels.
+        """
+        (gy, gx), (top, left) = self.gain, self.pad
+        xy = np.asarray(xy, dtype=np.float64)
+        return np.stack((xy[..., 0] * gx + left, xy[..., 1] * gy + top), -1)
+
+
+def cell_size(grid: RegionGrid, input_hw: tuple[int, int]) -> tuple[float, float]:
+    """Input pixels per map cell (y, x): the layer's stride, exact whenever the input is a multiple of it.
+
+    Args:
+        grid (RegionGrid): Region grid of the layer's (h, w) map.
+        input_hw (tuple[int, int]): Network input size (height, width).
+
+    Returns:
+        (tuple[float, float]): Cell height and width in input pixels.
+    """
+    return input_hw[0] / grid.h, input_hw[1] / grid.w
+
+
+def region_boxes(grid: RegionGrid, input_hw: tuple[int, int]) -> np.ndarray:
+    """Input-pixel boxes of every region, row-major; a partial last row/column covers only the real map cells.
+
+    Args:
+        grid (RegionGrid): Region grid of the layer's (h, w) map.
+        input_hw (tuple[int, int]): Network input size (height, width).
+
+    Returns:
+        (np.ndarray): Boxes of shape (nh*nw, 4), x1 y1 x2 y2 in input pixels.
+    """
+    sy, sx = cell_size(grid, input_hw)
+    i, j = np.divmod(np.arange(grid.nh * grid.nw), grid.nw)
+    y0, y1 = i * grid.rh, np.minimum((i + 1) * grid.rh, grid.h)
+    x0, x1 = j * grid.rw, np.minimum((j + 1) * grid.rw, grid.w)
+    return np.stack((x0 * sx, y0 * sy, x1 * sx, y1 * sy), -1).astype(np.float64)
+
+
+def cell_edges(grid: RegionGrid, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Input-pixel edges of the map cells (tokens).
+
+    Args:
+        grid (RegionGrid): Region grid of the layer's (h, w) map.
+        input_hw (tuple[int, int]): Network input size (height, width).
+
+    Returns:
+        (tuple[np.ndarray, np.ndarray]): x edges of shape (w + 1,) and y edges of shape (h + 1,).
+    """
+    sy, sx = cell_size(grid, input_hw)
+    return np.arange(grid.w + 1) * sx, np.arange(grid.h + 1) * sy
+
+
+def region_edges(grid: RegionGrid, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Input-pixel edges of the regions, the last ones at the map's real border.
+
+    Args:
+        grid (RegionGrid): Region grid of the layer's (h, w) map.
+        input_hw (tuple[int, int]): Network input size (height, width).
+
+    Returns:
+        (tuple[np.ndarray, np.ndarray]): x edges of shape (nw + 1,) and y edges of shape (nh + 1,).
+    """
+    sy, sx = cell_size(grid, input_hw)
+    xs = np.minimum(np.arange(grid.nw + 1) * grid.rw, grid.w) * sx
+    ys = np.minimum(np.arange(grid.nh + 1) * grid.rh, grid.h) * sy
+    return xs, ys
+
+
+def query_cell(grid: RegionGrid, input_hw: tuple[int, int], xy: tuple[float, float]) -> tuple[int, int]:
+    """The map cell (row, col) holding an input-pixel point, clamped to the map.
+
+    Args:
+        grid (RegionGrid): Region grid of the layer's (h, w) map.
+        input_hw (tuple[int, int]): Network input size (height, width).
+        xy (tuple[float, float]): Point x y in input pixels.
+
+    Returns:
+        (tuple[int, int]): Row and column of the cell.
+    """
+    sy, sx = cell_size(grid, input_hw)
+    row = min(max(math.floor(xy[1] / sy), 0), grid.h - 1)
+    col = min(max(math.floor(xy[0] / sx), 0), grid.w - 1)
+    return row, col
+
+
+def cell_region(grid: RegionGrid, cell: tuple[int, int]) -> tuple[int, int]:
+    """The region of a map cell and the cell's token index within it (row-major, padding included).
+
+    Args:
+        grid (RegionGrid): Region grid of the layer's (h, w) map.
+        cell (tuple[int, int]): Row and column of the cell.
+
+    Returns:
+        (tuple[int, int]): Region index (row-major over the nh x nw grid) and token index (row-major over rh x rw).
+    """
+    (ri, ty), (rj, tx) = divmod(cell[0], grid.rh), divmod(cell[1], grid.rw)
+    return ri * grid.nw + rj, ty * grid.rw + tx
