@@ -23,10 +23,14 @@ IMAGES = 4
 # Ground truth of every image, pixel (x, y, w, h): one small (< 32²), one medium and one large (> 96²) object.
 TRUTH = ((20, 30, 24, 24), (100, 40, 60, 60), (160, 150, 140, 140))
 # The model's detections on every image: each object shifted right by d px, so IoU = (side - d) / (side + d):
-# 20/28 = 0.71 (passes IoU 0.50-0.70: AP 0.5), 54/66 = 0.82 (0.50-0.80: AP 0.7), 134/146 = 0.92 (0.50-0.90: AP 0.9).
+# 20/28 = 0.71 (a match at IoU 0.50-0.70), 54/66 = 0.82 (0.50-0.80), 134/146 = 0.92 (0.50-0.90); and a medium false
+# positive, away from every object, scored above them all. AP small 5/10 = 0.5; AP medium 7/10 x 0.5 = 0.35 (the four
+# false positives rank above the four true ones); AP large 9/10 = 0.9.
 SHIFTS = (4, 6, 6)
 SCORES = (0.9, 0.8, 0.7)
-DETECTIONS = tuple(((x + d, y, w, h), s) for (x, y, w, h), d, s in zip(TRUTH, SHIFTS, SCORES))
+FALSE_POSITIVE = ((10, 250, 40, 40), 0.95)
+DETECTIONS = (*(((x + d, y, w, h), s) for (x, y, w, h), d, s in zip(TRUTH, SHIFTS, SCORES)), FALSE_POSITIVE)
+EXPECTED_AP = {"small": 0.5, "medium": 0.35, "large": 0.9}
 
 
 class FixedDetector(nn.Module):
@@ -95,22 +99,22 @@ def fixed_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[RTDETR, Path, 
 
 
 def test_ap_by_size_equals_faster_coco_eval(fixed_case: tuple[RTDETR, Path, Path]):
-    """compare's AP small/medium/large are faster-coco-eval's figures for the known boxes: 0.5, 0.7 and 0.9."""
+    """compare's AP small/medium/large are faster-coco-eval's figures for the known boxes: 0.5, 0.35 and 0.9."""
     model, data, save_dir = fixed_case
     result = validate(model, str(data), imgsz=SIDE, batch=2, device="cpu", save_dir=save_dir)
     reference = _faster_coco_eval()
-    assert [reference[f"AP_{s}"] for s in ("small", "medium", "large")] == pytest.approx([0.5, 0.7, 0.9], abs=1e-6)
-    assert [result["AP_small"], result["AP_medium"], result["AP_large"]] == pytest.approx(
-        [reference["AP_small"], reference["AP_medium"], reference["AP_large"]], abs=1e-6
+    assert {size: reference[f"AP_{size}"] for size in EXPECTED_AP} == pytest.approx(EXPECTED_AP, abs=1e-6)
+    assert {size: result[f"AP_{size}"] for size in EXPECTED_AP} == pytest.approx(
+        {size: reference[f"AP_{size}"] for size in EXPECTED_AP}, abs=1e-6
     )
     assert result["val_images"] == IMAGES and (save_dir / "predictions.json").is_file()
 
 
 def test_map_precision_recall_equal_upstream_val(fixed_case: tuple[RTDETR, Path, Path], tmp_path: Path):
-    """compare's mAP50, mAP50-95, P and R on the fixed case equal upstream's `model.val` on it (none trivial)."""
+    """compare's mAP50, mAP50-95, P and R on the fixed case equal upstream's `model.val` on it (none trivial, P != R)."""
     model, data, save_dir = fixed_case
     result = validate(model, str(data), imgsz=SIDE, batch=2, device="cpu", save_dir=save_dir)
     box = model.val(data=str(data), imgsz=SIDE, batch=2, project=str(tmp_path), plots=False).box
     expected = {"mAP50": box.map50, "mAP50-95": box.map, "precision": box.mp, "recall": box.mr}
     assert {k: result[k] for k in expected} == pytest.approx(expected, abs=1e-9)
-    assert 0.1 < box.map < box.map50 and 0.1 < box.mp and 0.1 < box.mr
+    assert 0.1 < box.map < box.map50 and 0.1 < box.mp < box.mr
