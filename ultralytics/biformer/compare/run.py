@@ -75,7 +75,7 @@ def _run_one(entry: ModelEntry, run_dir: Path, train_args: dict[str, Any]) -> di
     best = train(entry, run_dir, train_args)
     LOGGER.info(f"{PREFIX}{entry.name}: validating {best} (save_json=True: AP by object size)")
     model = load_model(str(best))
-    size = cost(model, train_args["imgsz"])  # before validation, which fuses the network in place
+    size = cost(model, train_args["imgsz"])
     metrics = validate(
         model, train_args["data"], train_args["imgsz"], train_args["batch"], train_args["device"], run_dir / "val"
     )
