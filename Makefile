@@ -74,7 +74,7 @@ compare: develop offline $(if $(DATA),,$(COMPARE_DATA))  ## train MODELS alike o
 		imgsz=$(IMGSZ) batch=$(BATCH) device=$(DEVICE) workers=$(WORKERS) project=$(PROJECT) $(ARGS)
 
 $(COMPARE_DATA): tools/synthetic_dataset.py | venv
-	$(PY) tools/synthetic_dataset.py --out $(dir $@) --train 16 --val 16 --imgsz 160 --seed 0
+	$(PY) tools/synthetic_dataset.py --out $(dir $@) --train 8 --val 8 --imgsz 160 --seed 0
 
 bench: develop offline  ## BRA and whole-model speed/memory ratios -> benchmarks/results (BENCH_ARGS=--quick: ~1 min)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)

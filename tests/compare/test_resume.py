@@ -31,11 +31,14 @@ def test_rerun_skips_finished_and_retrains_unfinished(compared: Path, data_yaml:
     shutil.copytree(compared.parent, project)
     first, second = (project / "compare" / name for name in RUN_NAMES)
     (second / "compare-result.json").unlink()  # it stopped part-way: weights and results.csv, no result
+    stale = second / "weights" / "epoch9.pt"  # as save_period leaves behind; the fresh run writes none
+    stale.write_bytes(b"left over")
     finished, old_rows = _snapshot(first), read_csv(second / "results.csv")
     compare(**RUN_ARGS, data=str(data_yaml), project=str(project), plots=False)
     assert _snapshot(first) == finished  # not trained, not validated again
     new_rows = read_csv(second / "results.csv")
     assert len(new_rows) == 2 and _without_time(new_rows) == _without_time(old_rows)  # afresh, not appended
+    assert not stale.exists()  # the unfinished run's folder was discarded, not reused
     report = json.loads((project / "compare" / "compare.json").read_text())
     assert [row["name"] for row in report["models"]] == list(RUN_NAMES)
     assert (second / "compare-result.json").is_file()
