@@ -98,6 +98,7 @@ def fixed_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[RTDETR, Path, 
     return model, _dataset(root / "data"), root / "val"
 
 
+@pytest.mark.slow
 def test_ap_by_size_equals_faster_coco_eval(fixed_case: tuple[RTDETR, Path, Path]):
     """compare's AP small/medium/large are faster-coco-eval's figures for the known boxes: 0.5, 0.35 and 0.9."""
     model, data, save_dir = fixed_case
@@ -110,6 +111,7 @@ def test_ap_by_size_equals_faster_coco_eval(fixed_case: tuple[RTDETR, Path, Path
     assert result["val_images"] == IMAGES and (save_dir / "predictions.json").is_file()
 
 
+@pytest.mark.slow
 def test_map_precision_recall_equal_upstream_val(fixed_case: tuple[RTDETR, Path, Path], tmp_path: Path):
     """compare's mAP50, mAP50-95, P and R on the fixed case equal upstream's `model.val` on it (none trivial, P != R)."""
     model, data, save_dir = fixed_case

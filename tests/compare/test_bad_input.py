@@ -92,6 +92,7 @@ def test_bad_train_arguments(tmp_path: Path, data_yaml: Path, kwargs: dict, mess
     assert text.startswith(message), text
 
 
+@pytest.mark.slow
 def test_command_line_exits_with_the_message(tmp_path: Path, data_yaml: Path):
     """`python -m ultralytics.biformer.compare` prints the message and exits 1 on bad input; arguments are key=value."""
     for args, message in (

@@ -21,6 +21,7 @@ def write_figure(path: Path, rows: list[dict[str, Any]], title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (curves, latency, params) = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
     for row in rows:
@@ -30,6 +31,7 @@ def write_figure(path: Path, rows: list[dict[str, Any]], title: str) -> None:
             axis.scatter(x, row["mAP50-95"], color=line.get_color())
             axis.annotate(row["name"], (x, row["mAP50-95"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     curves.set(xlabel="epoch", ylabel="mAP50-95 (val, per epoch)", title="training")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.legend(fontsize=8)
     latency.set(xlabel="latency per image (ms, median)", ylabel="mAP50-95 (best.pt)", title="accuracy vs latency")
     params.set(xlabel="parameters (M)", ylabel="mAP50-95 (best.pt)", title="accuracy vs parameters")
