@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEV_EXTRAS := wheel pytest onnx onnxruntime onnxslim
+COMPARE_EXTRAS := faster-coco-eval==1.8.0
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # make train: override on the command line, e.g. `make train DATA=/path/data.yaml EPOCHS=100 IMGSZ=640 DEVICE=0`
@@ -18,6 +19,11 @@ DEVICE ?= cpu
 WORKERS ?= 0
 PROJECT ?= $(CURDIR)/build/runs
 SYNTHETIC_DATA := $(CURDIR)/build/synthetic/data.yaml
+# make compare: the variables of make train, plus MODELS (comma-separated, the first is the baseline) and ARGS (any
+# other train arguments, e.g. ARGS="lr0=0.0001 patience=20"); see docs/compare.md
+MODELS ?= rtdetr-l.yaml,rtdetr-l-Biformer.yaml,rtdetr-l-HGBlock_Biformer.yaml
+ARGS ?=
+COMPARE_DATA := $(CURDIR)/build/synthetic-compare/data.yaml
 
 # Every target runs Ultralytics offline, with a private config dir (sync off, local Arial.ttf).
 export YOLO_OFFLINE := 1
@@ -37,6 +43,7 @@ $(VENV)/.installed: pyproject.toml upstream.toml
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet --editable .
 	$(PY) -m pip install --quiet $(DEV_EXTRAS)
+	$(PY) -m pip install --quiet $(COMPARE_EXTRAS)
 	touch $@
 
 develop: venv  ## restage build/editable if patches, pin or the overlay file list changed
@@ -60,6 +67,14 @@ train: develop offline $(if $(DATA),,$(SYNTHETIC_DATA))  ## train MODEL on DATA 
 
 $(SYNTHETIC_DATA): tools/synthetic_dataset.py | venv
 	$(PY) tools/synthetic_dataset.py --out $(dir $@) --train 32 --val 8 --imgsz 320 --seed 0
+
+.PHONY: compare
+compare: develop offline $(if $(DATA),,$(COMPARE_DATA))  ## train MODELS alike on DATA -> PROJECT/compare (table, figure)
+	$(PY) -m ultralytics.biformer.compare models=$(MODELS) data=$(or $(DATA),$(COMPARE_DATA)) epochs=$(EPOCHS) \
+		imgsz=$(IMGSZ) batch=$(BATCH) device=$(DEVICE) workers=$(WORKERS) project=$(PROJECT) $(ARGS)
+
+$(COMPARE_DATA): tools/synthetic_dataset.py | venv
+	$(PY) tools/synthetic_dataset.py --out $(dir $@) --train 8 --val 8 --imgsz 160 --seed 0
 
 bench: develop offline  ## BRA and whole-model speed/memory ratios -> benchmarks/results (BENCH_ARGS=--quick: ~1 min)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)

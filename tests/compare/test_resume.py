@@ -1,0 +1,57 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
+"""A comparison run again: finished models are not trained again, unfinished ones are, other settings are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ultralytics.biformer.compare import CompareError, compare
+
+from .conftest import RUN_ARGS, RUN_NAMES, read_csv
+
+
+def _snapshot(folder: Path) -> dict[Path, int]:
+    """Every file under ``folder`` with its modification time (ns)."""
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def _without_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """results.csv rows without the wall-clock column."""
+    return [{k: v for k, v in row.items() if k != "time"} for row in rows]
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_and_retrains_unfinished(compared: Path, data_yaml: Path, tmp_path: Path):
+    """In a copy of the shared comparison whose second run did not finish, only that run is trained, afresh."""
+    project = tmp_path / "project"
+    shutil.copytree(compared.parent, project)
+    first, second = (project / "compare" / name for name in RUN_NAMES)
+    (second / "compare-result.json").unlink()  # it stopped part-way: weights and results.csv, no result
+    stale = second / "weights" / "epoch9.pt"  # as save_period leaves behind; the fresh run writes none
+    stale.write_bytes(b"left over")
+    finished, old_rows = _snapshot(first), read_csv(second / "results.csv")
+    compare(**RUN_ARGS, data=str(data_yaml), project=str(project), plots=False)
+    assert _snapshot(first) == finished  # not trained, not validated again
+    new_rows = read_csv(second / "results.csv")
+    assert len(new_rows) == 2 and _without_time(new_rows) == _without_time(old_rows)  # afresh, not appended
+    assert not stale.exists()  # the unfinished run's folder was discarded, not reused
+    report = json.loads((project / "compare" / "compare.json").read_text())
+    assert [row["name"] for row in report["models"]] == list(RUN_NAMES)
+    assert (second / "compare-result.json").is_file()
+
+
+@pytest.mark.slow
+def test_other_settings_stop_before_training(compared: Path, data_yaml: Path):
+    """Run again into the same project with other epochs: refused, naming the change; nothing is touched."""
+    before = _snapshot(compared)
+    with pytest.raises(CompareError) as error:
+        compare(**{**RUN_ARGS, "epochs": 3}, data=str(data_yaml), project=str(compared.parent), plots=False)
+    assert str(error.value) == (
+        f"{compared / RUN_NAMES[0]} holds a run with other settings (epochs: 2 -> 3): "
+        "give another project, or delete that folder to train it again"
+    )
+    assert _snapshot(compared) == before
