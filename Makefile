@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-DEV_EXTRAS := wheel pytest onnx onnxruntime onnxslim
+# test and export extras, pinned: offline, Ultralytics cannot install what an export or a test asks for
+DEV_EXTRAS := wheel==0.48.0 pytest==9.2.0 onnx==1.23.2 onnxruntime==1.32.0 onnxslim==0.1.98 openvino==2026.4.1
 COMPARE_EXTRAS := faster-coco-eval==1.8.0
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -53,8 +54,12 @@ offline: venv
 	$(PY) tools/yolo_offline.py >/dev/null
 
 test: develop offline  ## the whole test suite (PYTEST_ARGS=...: only that pytest run, no upstream suite)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -rs $(PYTEST_ARGS)
 	$(if $(PYTEST_ARGS),,$(PY) tools/upstream_tests.py)
+
+.PHONY: test-compile
+test-compile: develop offline  ## the compile=True cells with inductor, as Ultralytics compiles (over 20 min a model on 2 cores)
+	$(PY) -m pytest -rs tests/deploy/test_compile.py --compile-backend=inductor
 
 .PHONY: test-upstream
 test-upstream: develop  ## upstream 8.4.190's own tests (tests/upstream/selection.txt) on the fork, offline

@@ -14,3 +14,13 @@ sys.path.insert(0, str(ROOT / "tools"))
 from yolo_offline import prepare  # noqa: E402
 
 prepare(Path(os.environ.get("YOLO_CONFIG_DIR") or tempfile.mkdtemp(prefix="yolo-config-")))
+
+
+def pytest_addoption(parser):
+    """--compile-backend: the torch.compile backend of the compile=True tests (tests/deploy/test_compile.py)."""
+    parser.addoption(
+        "--compile-backend",
+        default="aot_eager",
+        choices=("aot_eager", "inductor"),
+        help="aot_eager (make test: graph capture only) or inductor (make test-compile: what Ultralytics runs)",
+    )

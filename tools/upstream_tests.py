@@ -197,7 +197,29 @@ def main(argv: list[str] | None = None) -> int:
     status = subprocess.run([str(c) for c in command], cwd=RUN_DIR, env=env).returncode
     if args.all:
         report(junit, selected)
+        return status
+    skipped = skipped_tests(junit)
+    print(f"upstream selection: {len(selected)} selected, {len(skipped)} skipped", *skipped, sep="\n  ")
+    if skipped and status == 0:
+        print("a selected upstream test skipped: it was selected because it runs here (tests/upstream/selection.txt)")
+        return 1
     return status
+
+
+def skipped_tests(junit: Path) -> list[str]:
+    """The tests a run's JUnit XML report marks as skipped, with pytest's reason.
+
+    Args:
+        junit (Path): The run's JUnit XML report.
+
+    Returns:
+        (list[str]): "<classname>::<name>: <reason>" per skipped test.
+    """
+    return [
+        f"{case.get('classname')}::{case.get('name')}: {skip.get('message', '')}"
+        for case in ET.parse(junit).iter("testcase")
+        for skip in case.findall("skipped")
+    ]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""Load run for test_load.py: many eval forward passes at random non-square sizes and batch sizes, RSS sampled.
+"""Load runs for test_load.py: many eval passes of a model, or training steps of one BRA layer, at random non-square
+sizes and batch sizes, RSS sampled.
 
 Run as ``python load_worker.py MODEL_YAML OUT_JSON`` in a process of its own, so that its resident memory is the
 model's alone. The size and batch sequence comes from a fixed seed (the same run every time).
@@ -27,35 +28,46 @@ from pathlib import Path
 import psutil
 import torch
 
+from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw
 from ultralytics.nn.tasks import RTDETRDetectionModel
 
-PASSES = 200
-WARMUP = 20  # passes before the reference memory sample
+PASSES = 60
+WARMUP = 10  # passes before the reference memory sample
 SEQUENCE_SEED = 0
 MODEL_SEED = 0
 STRIDE = 32  # the model's largest stride: input sizes are multiples of it
-MIN_SIDE, MAX_SIDE = 32, 1024
+MIN_SIDE, MAX_SIDE = 32, 640  # 32 px: P5 is 1x1, smaller than BRA's region grid
 MAX_BATCH = 4
 DETECTION = 6  # cx, cy, w, h, score, class index (RTDETRDecoder's eval output)
 DECODER_STRIDES = (8, 16, 32)  # the maps RTDETRDecoder takes its queries from, one anchor per cell
 THREADS = 2  # the CI machine's cores
+TRAIN_DIM, TRAIN_HEADS = 256, 4  # the BRA layer of the training run
+TRAIN_STEPS = 120
+TRAIN_WARMUP = 20
+TRAIN_STRIDE, TRAIN_MIN_SIDE, TRAIN_MAX_SIDE = 1, 1, 48  # map sizes in tokens: 1x1 up to P4 of a 768 px input
 LIBC = ctypes.CDLL(None)  # the C library this process runs on (glibc on the Linux CI machines)
 
 
-def shapes(count: int, seed: int) -> list[tuple[int, int, int]]:
-    """The pass sequence: (batch, height, width) with batch in 1..MAX_BATCH and unequal sides, multiples of STRIDE.
+def shapes(
+    count: int, seed: int, stride: int = STRIDE, min_side: int = MIN_SIDE, max_side: int = MAX_SIDE
+) -> list[tuple[int, int, int]]:
+    """The pass sequence: (batch, height, width) with batch in 1..MAX_BATCH and unequal sides, multiples of stride.
 
     Args:
         count (int): Number of passes.
         seed (int): Seed of the sequence.
+        stride (int): Sides are multiples of this.
+        min_side (int): Smallest side.
+        max_side (int): Largest side.
 
     Returns:
-        (list[tuple[int, int, int]]): One (batch, height, width) per pass.
+        (list[tuple[int, int, int]]): One (batch, height, width) per pass; the first pass takes the smallest and the
+            largest side, so both ends of the range are always covered.
     """
     rng = random.Random(seed)
-    sides = range(MIN_SIDE, MAX_SIDE + 1, STRIDE)
-    sequence = []
-    for _ in range(count):
+    sides = range(min_side, max_side + 1, stride)
+    sequence = [(MAX_BATCH, min_side, max_side)]
+    for _ in range(count - 1):
         h = rng.choice(sides)
         w = rng.choice([s for s in sides if s != h])
         sequence.append((rng.randint(1, MAX_BATCH), h, w))
@@ -73,14 +85,15 @@ def memory_in_use(process: psutil.Process) -> int:
     return process.memory_info().rss
 
 
-def main(model_yaml: str, out: Path) -> None:
-    """Build the model, run the passes under inference_mode and write the report.
+def run_eval(model_yaml: str) -> dict:
+    """Build the model and run PASSES eval passes under inference_mode.
 
     Args:
         model_yaml (str): Model YAML to build.
-        out (Path): JSON report file.
+
+    Returns:
+        (dict): shapes, rss per pass, in_use_after_warmup, in_use_at_end, bad (passes with a wrong output), seconds.
     """
-    torch.set_num_threads(THREADS)
     torch.manual_seed(MODEL_SEED)
     model = RTDETRDetectionModel(model_yaml, verbose=False).eval()
     num_queries = model.model[-1].num_queries
@@ -98,16 +111,40 @@ def main(model_yaml: str, out: Path) -> None:
                 after_warmup = memory_in_use(process)
             rss.append(process.memory_info().rss)
     seconds = time.perf_counter() - start
-    report = {
-        "shapes": sequence,
-        "rss": rss,
-        "in_use_after_warmup": after_warmup,
-        "in_use_at_end": memory_in_use(process),
-        "bad": bad,
-        "seconds": seconds,
-    }
-    out.write_text(json.dumps(report))
+    return {"shapes": sequence, "rss": rss, "in_use_after_warmup": after_warmup,
+            "in_use_at_end": memory_in_use(process), "bad": bad, "seconds": seconds}  # fmt: skip
+
+
+def run_train() -> dict:
+    """Run TRAIN_STEPS forward+backward+SGD steps of one BRA layer at random map sizes, 1x1 maps included.
+
+    Returns:
+        (dict): Like `run_eval`'s report; bad lists steps whose loss or gradients were not finite.
+    """
+    torch.manual_seed(MODEL_SEED)
+    layer = BiLevelRoutingAttention_nchw(TRAIN_DIM, num_heads=TRAIN_HEADS)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1e-3)
+    process = psutil.Process()
+    sequence = shapes(TRAIN_STEPS, SEQUENCE_SEED, TRAIN_STRIDE, TRAIN_MIN_SIDE, TRAIN_MAX_SIDE)
+    rss, bad = [], []
+    start = time.perf_counter()
+    for i, (batch, h, w) in enumerate(sequence):
+        optimizer.zero_grad(set_to_none=True)
+        loss = layer(torch.randn(batch, TRAIN_DIM, h, w)).square().mean()
+        loss.backward()
+        optimizer.step()
+        if not torch.isfinite(loss) or not all(torch.isfinite(p.grad).all() for p in layer.parameters()):
+            bad.append(i)
+        del loss
+        if i + 1 == TRAIN_WARMUP:
+            after_warmup = memory_in_use(process)
+        rss.append(process.memory_info().rss)
+    seconds = time.perf_counter() - start
+    return {"shapes": sequence, "rss": rss, "in_use_after_warmup": after_warmup,
+            "in_use_at_end": memory_in_use(process), "bad": bad, "seconds": seconds}  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    torch.set_num_threads(THREADS)
+    mode, target, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    out.write_text(json.dumps(run_eval(target) if mode == "eval" else run_train()))
