@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from .conftest import BASELINE, DYNAMIC_INPUTS, EPOCHS, EXPORT_IMGSZ, PARITY_MODELS, Lazy, run_backend
-from .detections import assert_same_detections, score_error
+from detections import assert_same_detections, score_error
 
 FP32_ATOL = 1e-3  # fp32 runtimes: the same arithmetic in another order
 # OpenVINO at its default precision (bf16 on CPUs with bf16 instructions, else fp32): a BiFormer model may be off by at

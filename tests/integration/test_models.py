@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import subprocess
@@ -17,6 +18,9 @@ from ultralytics.utils import ASSETS
 
 from ultralytics import RTDETR
 from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw, HGBlock_Biformer
+
+from detections import assert_same_detections
+from references import bra_nchw_reference
 
 from .conftest import run_yolo
 
@@ -88,21 +92,44 @@ def test_gflops_count_attention_products(variant_model: RTDETR):
     assert attention_macs > 0
 
 
+@contextlib.contextmanager
+def reference_attention(model: nn.Module):
+    """Run every BRA layer of model as the plain float64 dense reference (tests/references.py) instead."""
+    layers = [m for m in model.modules() if isinstance(m, BiLevelRoutingAttention_nchw)]
+    for layer in layers:
+        layer.forward = lambda x, layer=layer: bra_nchw_reference(layer, x).out.to(x.dtype)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward
+
+
 @pytest.mark.parametrize("imgsz", [160, 320, 640])
-def test_predict_bus(variant_model: RTDETR, imgsz: int):
-    """Predict on the bundled bus.jpg at several sizes; boxes come back in image coordinates."""
+def test_predict_bus_matches_reference_attention(variant_model: RTDETR, imgsz: int):
+    """Predict on the bundled bus.jpg at several sizes (BRA maps from 5x5 to 40x40, padded ones included): the boxes
+    and scores equal those of the same model running the float64 reference attention, in image coordinates."""
     (result,) = variant_model.predict(BUS, imgsz=imgsz, conf=0.0, verbose=False)
-    assert result.orig_shape == (1080, 810)
-    assert result.boxes.data.shape[1] == 6 and len(result.boxes) > 0
-    assert torch.isfinite(result.boxes.data).all()
+    with reference_attention(variant_model.model):
+        (expected,) = variant_model.predict(BUS, imgsz=imgsz, conf=0.0, verbose=False)
+    assert result.orig_shape == (1080, 810) and len(result.boxes) == NUM_QUERIES
+    order, expected_order = result.boxes.conf.argsort(), expected.boxes.conf.argsort()
+    torch.testing.assert_close(result.boxes.conf[order], expected.boxes.conf[expected_order], rtol=0, atol=1e-4)
+    top = expected_order[-10:]  # the clearly ranked detections: same boxes (pixels of the 1080x810 image)
+    torch.testing.assert_close(result.boxes.xyxy[order[-10:]], expected.boxes.xyxy[top], rtol=0, atol=0.05)
 
 
-@pytest.mark.parametrize("shape", [(480, 640), (640, 480)])
-def test_rect_eval_forward(variant_model: RTDETR, shape: tuple[int, int]):
-    """Non-square eval inputs (rect validation batches) run and give finite decoder outputs."""
-    out = _eval(variant_model.model, torch.rand(1, 3, *shape))
+@pytest.mark.parametrize("shape", [(480, 640), (640, 480), (416, 352)])
+def test_rect_eval_matches_reference_attention(variant_model: RTDETR, shape: tuple[int, int]):
+    """Non-square eval inputs (rect validation batches) give the detections of the reference attention (as a set: with
+    random weights, near-equal query scores may swap places under fp32 vs float64 rounding)."""
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, *shape)
+    out = _eval(variant_model.model, x)
+    with reference_attention(variant_model.model):
+        expected = _eval(variant_model.model, x)
     assert out.shape == (1, NUM_QUERIES, DETECTION)
-    assert torch.isfinite(out).all()
+    assert_same_detections(out.numpy(), expected.numpy(), atol=1e-4)
 
 
 def test_batch_of_two_matches_single_images(hgblock_model: RTDETR):
