@@ -13,11 +13,13 @@ from .pin import ROOT, Pin
 from .wheelwriter import DEFAULT_EPOCH, FILE_MODE
 
 TOP_LEVEL_FILES = ("pyproject.toml", "upstream.toml", "LICENSE", "NOTICE", "README.md", "CHANGELOG.md")
+DOCS_DIR = ROOT / "docs"  # README links into it
 
 
 def sdist_files() -> list[str]:
-    """Return the repository-relative files an sdist carries: build inputs, overlay, patches and legal texts."""
+    """Return the repository-relative files an sdist carries: build inputs, overlay, patches, docs and legal texts."""
     files = [name for name in TOP_LEVEL_FILES if (ROOT / name).is_file()]
+    files += [path.relative_to(ROOT).as_posix() for path in sorted(DOCS_DIR.rglob("*")) if path.is_file()]
     files += [path.relative_to(ROOT).as_posix() for path in sorted((ROOT / "fork_build").glob("*.py"))]
     files += [path.relative_to(ROOT).as_posix() for path in sorted(PATCH_DIR.iterdir()) if path.is_file()]
     return sorted(files + overlay_files())

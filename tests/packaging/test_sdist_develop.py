@@ -11,13 +11,16 @@ from fork_build.pin import ROOT, Pin
 
 
 def test_sdist_holds_only_our_files(tmp_path: Path, pin: Pin, ours: set[str], upstream_wheel: Path):
-    """build_sdist: the build inputs, overlay, patches and legal texts; not one upstream file."""
+    """build_sdist: the build inputs, overlay, patches, docs (README links to them) and legal texts; not one upstream
+    file."""
     sdist = tmp_path / fork_build.build_sdist(str(tmp_path))
     prefix = f"ultralytics-{pin.fork_version}/"
     with tarfile.open(sdist) as tar:
         names = {m.name.removeprefix(prefix) for m in tar.getmembers()}
     assert {"PKG-INFO", "pyproject.toml", "upstream.toml", "patches/series", "fork_build/__init__.py"} <= names
     assert ours <= names
+    docs = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*") if p.is_file()}
+    assert "docs/usage.md" in docs and docs <= names
     assert {n for n in names if n.startswith("ultralytics/")} == ours
     again = tmp_path / "again"
     again.mkdir()
