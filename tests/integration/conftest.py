@@ -14,9 +14,6 @@ import torch
 from ultralytics import RTDETR
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-
-from synthetic_dataset import generate  # noqa: E402
 
 VARIANTS = ("rtdetr-l-Biformer.yaml", "rtdetr-l-HGBlock_Biformer.yaml")
 YOLO = Path(sys.executable).with_name("yolo")
@@ -56,9 +53,3 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, hgblock_model: RTDETR) 
     path = tmp_path_factory.mktemp("ckpt") / "hgblock_biformer.pt"
     hgblock_model.save(path)
     return path
-
-
-@pytest.fixture(scope="session")
-def data_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny generated detection dataset (8 train, 4 val images at 160 px)."""
-    return generate(tmp_path_factory.mktemp("synthetic"), train=8, val=4, imgsz=160, seed=0)

@@ -11,7 +11,7 @@ import torch
 from ultralytics import RTDETR
 from ultralytics.nn.AddModules import HGBlock_Biformer
 
-from .conftest import generate
+from synthetic_dataset import generate
 
 NARROW_YAML = Path(__file__).parent / "assets" / "rtdetr-narrow-HGBlock_Biformer.yaml"
 IMAGES = 8

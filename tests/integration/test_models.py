@@ -107,11 +107,14 @@ def reference_attention(model: nn.Module):
 
 @pytest.mark.parametrize("imgsz", [160, 320, 640])
 def test_predict_bus_matches_reference_attention(variant_model: RTDETR, imgsz: int):
-    """Predict on the bundled bus.jpg at several sizes (BRA maps from 5x5 to 40x40, padded ones included): the boxes
-    and scores equal those of the same model running the float64 reference attention, in image coordinates."""
+    """Predict on the bundled bus.jpg at several sizes (RT-DETR stretches it to a square: BRA maps from 5x5 to 40x40):
+    the boxes and scores equal those of the same model running the float64 reference attention, in image pixels."""
+    variant_model.predictor = None  # the predictor runs its own copy of the model: build it after each swap
     (result,) = variant_model.predict(BUS, imgsz=imgsz, conf=0.0, verbose=False)
     with reference_attention(variant_model.model):
+        variant_model.predictor = None
         (expected,) = variant_model.predict(BUS, imgsz=imgsz, conf=0.0, verbose=False)
+    variant_model.predictor = None
     assert result.orig_shape == (1080, 810) and len(result.boxes) == NUM_QUERIES
     order, expected_order = result.boxes.conf.argsort(), expected.boxes.conf.argsort()
     torch.testing.assert_close(result.boxes.conf[order], expected.boxes.conf[expected_order], rtol=0, atol=1e-4)

@@ -276,8 +276,9 @@ def test_routing_receives_no_gradient_legacy():
         assert same != diff_routing  # only differentiable routing passes gradient (the control proves we would see it)
 
 
-def test_routing_receives_no_gradient_nchw():
-    """BRA_nchw's output and input gradient equal the token attention's with its routed regions given as constants."""
+def test_bra_nchw_is_token_attention_over_its_routes():
+    """BRA_nchw's output and input gradient equal regional_routing_attention_torch's with the module's routed regions
+    given as constants (routing is a hard top-k: no gradient reaches q and k through it)."""
     m = BiLevelRoutingAttention_nchw(DIM, num_heads=2, n_win=3).double()
     x = torch.randn(2, DIM, 10, 7, dtype=torch.float64)
     weights = torch.randn(2, DIM, 10, 7, dtype=torch.float64)
@@ -376,6 +377,19 @@ def test_bf16_autocast_cpu(name: str, train: bool):
         for (key, _), grad, ref_grad in zip(named, grads, ref_grads, strict=True):
             assert grad.dtype == torch.float32, key
             assert norm_relative_error(grad, ref_grad) <= BF16_RELATIVE_TOLERANCE, key
+
+
+def test_routing_stays_fp32_under_bf16_autocast():
+    """Under bf16 autocast, both routers rank region affinities computed in fp32 (no bf16 near-tie flips)."""
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=2, n_win=3)
+    x = torch.randn(2, DIM, 10, 7)
+    router = TopkRouting(DIM, topk=3)
+    region_q, region_k = torch.randn(2, 9, DIM), torch.randn(2, 9, DIM)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert m.qkv_linear(x).dtype == torch.bfloat16  # the projections do run in bf16
+        assert m.route_regions(x).affinity.dtype == torch.float32
+        weights, _ = router(region_q.bfloat16(), region_k.bfloat16())
+    assert weights.dtype == torch.float32
 
 
 def test_bf16_autocast_attention_matrix():

@@ -2,18 +2,19 @@
 """Load runs for test_load.py: many eval passes of a model, or training steps of one BRA layer, at random non-square
 sizes and batch sizes, RSS sampled.
 
-Run as ``python load_worker.py MODEL_YAML OUT_JSON`` in a process of its own, so that its resident memory is the
-model's alone. The size and batch sequence comes from a fixed seed (the same run every time).
+Run as ``python load_worker.py eval MODEL_YAML OUT_JSON`` or ``python load_worker.py train - OUT_JSON`` in a process
+of its own, so that its resident memory is the run's alone. The size and batch sequence comes from a fixed seed (the
+same run every time).
 
 glibc's malloc keeps freed memory in its heaps (and raises its mmap threshold after large frees), so plain RSS
-follows the largest input seen so far, not the memory in use. After WARMUP passes and after the last one the worker
+follows the largest input seen so far, not the memory in use. After the warm-up passes and after the last one the worker
 therefore calls ``malloc_trim(0)``, which hands every free heap page back to the system, before reading RSS: what
 stays resident is memory still in use, so a leak shows and the allocator's high-water mark does not. Trimming only at
 these two points keeps the passes themselves at full speed.
 
 Writes a JSON object: the (batch, height, width) of every pass, plain RSS after every pass, the trimmed RSS after
-WARMUP passes and at the end, the passes whose output was not a finite (batch, queries, 6) tensor (queries: see
-``decoder_queries``), and the seconds the passes took.
+the warm-up passes and at the end, the passes whose output (eval: a finite (batch, queries, 6) tensor, queries: see
+``decoder_queries``; train: a finite loss and finite gradients) was bad, and the seconds the passes took.
 """
 
 from __future__ import annotations
@@ -146,5 +147,5 @@ def run_train() -> dict:
 
 if __name__ == "__main__":
     torch.set_num_threads(THREADS)
-    mode, target, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    out.write_text(json.dumps(run_eval(target) if mode == "eval" else run_train()))
+    mode, model_yaml, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    out.write_text(json.dumps(run_eval(model_yaml) if mode == "eval" else run_train()))

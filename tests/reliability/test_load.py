@@ -26,9 +26,9 @@ MIB = 2**20
 
 
 def run_worker(tmp_path_factory: pytest.TempPathFactory, mode: str) -> dict:
-    """Run load_worker.py in mode "eval" (MODEL) or "train" and return its report."""
+    """Run load_worker.py in mode "eval" (MODEL) or "train" (one BRA layer) and return its report."""
     out = tmp_path_factory.mktemp(f"load-{mode}") / "report.json"
-    result = run_python(HERE / "load_worker.py", mode, MODEL, out, timeout=RUN_TIMEOUT)
+    result = run_python(HERE / "load_worker.py", mode, MODEL if mode == "eval" else "-", out, timeout=RUN_TIMEOUT)
     assert result.returncode == 0, output_tail(result)
     return json.loads(out.read_text())
 

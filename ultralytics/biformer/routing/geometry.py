@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from ultralytics.nn.AddModules.regions import RegionGrid
+
 LETTERBOX_ROUND_BIAS = 0.1  # LetterBox puts the odd padding pixel bottom/right: round(pad / 2 - 0.1) on top/left
-
-
-class RegionGrid(Protocol):
-    """What this module reads of the grid `BiLevelRoutingAttention_nchw.region_grid(h, w)` returns."""
-
-    h: int
-    w: int
-    rh: int
-    rw: int
-    nh: int
-    nw: int
 
 
 @dataclass(frozen=True)

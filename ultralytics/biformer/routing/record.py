@@ -12,7 +12,9 @@ from torch import nn
 from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw
 from ultralytics.nn.tasks import BaseModel
 
-from .geometry import RegionGrid, cell_region
+from ultralytics.nn.AddModules.regions import RegionGrid
+
+from .geometry import cell_region
 
 
 @dataclass(frozen=True)

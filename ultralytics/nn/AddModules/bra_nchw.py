@@ -124,7 +124,11 @@ class BiLevelRoutingAttention_nchw(nn.Module):
 
     def route(self, q: torch.Tensor, k: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
         """Routed key regions of each query region: the top min(topk, R) of `affinity`, most affine first (B, R, k)."""
-        return self.affinity(q, k, grid).topk(at_most(grid.regions, self.topk), dim=-1).indices
+        return self.top_regions(self.affinity(q, k, grid), grid)
+
+    def top_regions(self, affinity: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
+        """Indices of the min(topk, R) most affine key regions of each query region, (B, R, R) -> (B, R, k)."""
+        return affinity.topk(at_most(grid.regions, self.topk), dim=-1).indices
 
     def route_regions(self, x: torch.Tensor) -> RegionRouting:
         """The region routing forward computes for x, with the affinities it ranks (for inspection; forward does not
@@ -141,7 +145,7 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         with torch.no_grad():
             q, k, _ = qkv_to_regions(self.qkv_linear(x), grid, self.num_heads)
             affinity = self.affinity(q, k, grid)
-        return RegionRouting(grid, affinity, affinity.topk(at_most(grid.regions, self.topk), dim=-1).indices)
+        return RegionRouting(grid, affinity, self.top_regions(affinity, grid))
 
     def forward(self, x: torch.Tensor, ret_attn_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Apply bi-level routing attention.
