@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ultralytics import RTDETR
+from ultralytics.biformer.compare import report as compare_report
 
 from .conftest import IMGSZ, RUN_NAMES, read_csv
 
@@ -92,3 +93,17 @@ def test_identical_seeds_give_identical_runs(compared: Path):
     assert {k: v for k, v in a.items() if k not in TIME_COLUMNS} == {
         k: v for k, v in b.items() if k not in TIME_COLUMNS
     }
+
+
+def test_markdown_differences_have_the_sign_of_variant_minus_baseline(tmp_path: Path):
+    """With two different rows, every difference is the variant's value minus (or over) the baseline's."""
+    base = {"name": "base", **{c.key: 1.0 for c in compare_report.COLUMNS}, "mAP50": 0.25, "latency_ms": 100.0}
+    variant = {**base, "name": "variant", "mAP50": 0.5, "latency_ms": 150.0, "AP_large": None}
+    compare_report.write_markdown(tmp_path / "compare.md", [base, variant], [], "settings")
+    lines = (tmp_path / "compare.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| model |"))
+    columns = [c.strip() for c in lines[header].split("|")[1:-1]]
+    cells = dict(zip(columns, [c.strip() for c in lines[header + 3].split("|")[1:-1]]))
+    assert cells["mAP50"] == "0.500 (+0.250)"
+    assert cells["latency ms"] == "150.0 (+50 %)"
+    assert cells["AP large"] == compare_report.NO_VALUE
