@@ -24,6 +24,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -43,8 +44,9 @@ DETECTION = 6  # cx, cy, w, h, score, class index (RTDETRDecoder's eval output)
 DECODER_STRIDES = (8, 16, 32)  # the maps RTDETRDecoder takes its queries from, one anchor per cell
 THREADS = 2  # the CI machine's cores
 TRAIN_DIM, TRAIN_HEADS = 256, 4  # the BRA layer of the training run
-TRAIN_STEPS = 120
-TRAIN_WARMUP = 20
+TRAIN_SHAPES, TRAIN_CYCLES = 12, 5  # distinct map sizes, repeated: oneDNN's per-shape caches fill in the first cycles
+TRAIN_STEPS = TRAIN_SHAPES * TRAIN_CYCLES
+TRAIN_WARMUP = 2 * TRAIN_SHAPES
 TRAIN_STRIDE, TRAIN_MIN_SIDE, TRAIN_MAX_SIDE = 1, 1, 48  # map sizes in tokens: 1x1 up to P4 of a 768 px input
 LIBC = ctypes.CDLL(None)  # the C library this process runs on (glibc on the Linux CI machines)
 
@@ -86,63 +88,63 @@ def memory_in_use(process: psutil.Process) -> int:
     return process.memory_info().rss
 
 
-def run_eval(model_yaml: str) -> dict:
-    """Build the model and run PASSES eval passes under inference_mode.
+def measure(sequence: list[tuple[int, int, int]], warmup: int, step: Callable[[int, int, int], bool]) -> dict:
+    """Run step(batch, height, width) for each shape of sequence, sampling memory.
 
     Args:
-        model_yaml (str): Model YAML to build.
+        sequence (list[tuple[int, int, int]]): The (batch, height, width) of each pass.
+        warmup (int): Passes before the reference memory sample.
+        step (Callable[[int, int, int], bool]): One pass; returns whether its result was good.
 
     Returns:
-        (dict): shapes, rss per pass, in_use_after_warmup, in_use_at_end, bad (passes with a wrong output), seconds.
+        (dict): shapes, plain rss after each pass, in_use_after_warmup, in_use_at_end, bad (indices of passes whose
+            step returned False), seconds.
     """
-    torch.manual_seed(MODEL_SEED)
-    model = RTDETRDetectionModel(model_yaml, verbose=False).eval()
-    num_queries = model.model[-1].num_queries
     process = psutil.Process()
-    sequence = shapes(PASSES, SEQUENCE_SEED)
     rss, bad = [], []
     start = time.perf_counter()
-    with torch.inference_mode():
-        for i, (batch, h, w) in enumerate(sequence):
-            y = model(torch.rand(batch, 3, h, w))[0]
-            if y.shape != (batch, decoder_queries(num_queries, h, w), DETECTION) or not torch.isfinite(y).all():
-                bad.append(i)
-            del y
-            if i + 1 == WARMUP:
-                after_warmup = memory_in_use(process)
-            rss.append(process.memory_info().rss)
-    seconds = time.perf_counter() - start
-    return {"shapes": sequence, "rss": rss, "in_use_after_warmup": after_warmup,
-            "in_use_at_end": memory_in_use(process), "bad": bad, "seconds": seconds}  # fmt: skip
-
-
-def run_train() -> dict:
-    """Run TRAIN_STEPS forward+backward+SGD steps of one BRA layer at random map sizes, 1x1 maps included.
-
-    Returns:
-        (dict): Like `run_eval`'s report; bad lists steps whose loss or gradients were not finite.
-    """
-    torch.manual_seed(MODEL_SEED)
-    layer = BiLevelRoutingAttention_nchw(TRAIN_DIM, num_heads=TRAIN_HEADS)
-    optimizer = torch.optim.SGD(layer.parameters(), lr=1e-3)
-    process = psutil.Process()
-    sequence = shapes(TRAIN_STEPS, SEQUENCE_SEED, TRAIN_STRIDE, TRAIN_MIN_SIDE, TRAIN_MAX_SIDE)
-    rss, bad = [], []
-    start = time.perf_counter()
-    for i, (batch, h, w) in enumerate(sequence):
-        optimizer.zero_grad(set_to_none=True)
-        loss = layer(torch.randn(batch, TRAIN_DIM, h, w)).square().mean()
-        loss.backward()
-        optimizer.step()
-        if not torch.isfinite(loss) or not all(torch.isfinite(p.grad).all() for p in layer.parameters()):
+    for i, shape in enumerate(sequence):
+        if not step(*shape):
             bad.append(i)
-        del loss
-        if i + 1 == TRAIN_WARMUP:
+        if i + 1 == warmup:
             after_warmup = memory_in_use(process)
         rss.append(process.memory_info().rss)
     seconds = time.perf_counter() - start
     return {"shapes": sequence, "rss": rss, "in_use_after_warmup": after_warmup,
             "in_use_at_end": memory_in_use(process), "bad": bad, "seconds": seconds}  # fmt: skip
+
+
+def run_eval(model_yaml: str) -> dict:
+    """PASSES eval passes of the model under inference_mode; a pass is good if its output is a finite
+    (batch, queries, 6) tensor. Returns `measure`'s report."""
+    torch.manual_seed(MODEL_SEED)
+    model = RTDETRDetectionModel(model_yaml, verbose=False).eval()
+    num_queries = model.model[-1].num_queries
+
+    def step(batch: int, h: int, w: int) -> bool:
+        with torch.inference_mode():
+            y = model(torch.rand(batch, 3, h, w))[0]
+        return y.shape == (batch, decoder_queries(num_queries, h, w), DETECTION) and bool(torch.isfinite(y).all())
+
+    return measure(shapes(PASSES, SEQUENCE_SEED), WARMUP, step)
+
+
+def run_train() -> dict:
+    """TRAIN_CYCLES cycles over TRAIN_SHAPES random map sizes (1x1 included) of forward+backward+SGD steps of one BRA
+    layer; a step is good if its loss and gradients are finite. Returns `measure`'s report."""
+    torch.manual_seed(MODEL_SEED)
+    layer = BiLevelRoutingAttention_nchw(TRAIN_DIM, num_heads=TRAIN_HEADS)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1e-3)
+
+    def step(batch: int, h: int, w: int) -> bool:
+        optimizer.zero_grad(set_to_none=True)
+        loss = layer(torch.randn(batch, TRAIN_DIM, h, w)).square().mean()
+        loss.backward()
+        optimizer.step()
+        return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(p.grad).all()) for p in layer.parameters())
+
+    sequence = shapes(TRAIN_SHAPES, SEQUENCE_SEED, TRAIN_STRIDE, TRAIN_MIN_SIDE, TRAIN_MAX_SIDE) * TRAIN_CYCLES
+    return measure(sequence, TRAIN_WARMUP, step)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ non-square sizes and batch sizes, with memory that must stay flat.
 load_worker.py runs each in a process of its own (so resident memory is the run's alone) with a fixed size and batch
 sequence (the first pass takes the smallest and the largest side). Eval: 60 passes, sides multiples of 32 from 32 to
 640 px (32 px makes P5 1x1, smaller than the region grid), height != width, batch 1-4; every output a finite
-(batch, queries, 6) tensor. Training: 120 forward+backward+SGD steps of BiLevelRoutingAttention_nchw(256, 4 heads) on
-maps of 1x1 to 48x48 tokens; every loss and gradient finite. For both, the memory resident after the last pass must
-be within 10 % of what it was after the warm-up passes (both read after glibc returned its free heap pages).
+(batch, queries, 6) tensor. Training: 5 cycles over 12 map sizes (1x1 to 48x48 tokens) of forward+backward+SGD steps of
+BiLevelRoutingAttention_nchw(256, 4 heads); every loss and gradient finite. The memory in use after the last pass must
+be within 10 % (eval) or 2 % (training) of what it was after the warm-up passes (both read after glibc returned its
+free heap pages).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from .conftest import HERE, output_tail, run_python
 from .load_worker import MAX_BATCH, MAX_SIDE, MIN_SIDE, PASSES, STRIDE, TRAIN_STEPS, TRAIN_WARMUP, WARMUP
 
 MODEL = "rtdetr-l-HGBlock_Biformer.yaml"
-RSS_TOLERANCE = 0.10
+RSS_TOLERANCE = 0.10  # eval: every pass a new input size, so per-shape kernel caches still grow a little
+# training: the same 12 map sizes in 5 cycles, caches full after the first two, so memory must not move (growth
+# measured: 0.003 %; keeping each step's output, a leak injected on purpose, grew it by 6.7 %)
+TRAIN_RSS_TOLERANCE = 0.02
 RUN_TIMEOUT = 1800  # seconds; about 1 minute (eval) and 20 s (training) on an idle 2-core machine
 MIB = 2**20
 
@@ -67,13 +71,13 @@ def test_every_pass_gives_finite_detections(load_report: dict):
 @pytest.mark.slow
 def test_resident_memory_stays_flat(load_report: dict):
     """Memory in use after the last pass is within 10 % of that after the warm-up passes."""
-    assert_flat(load_report, WARMUP, PASSES)
+    assert_flat(load_report, WARMUP, PASSES, RSS_TOLERANCE)
 
 
-def assert_flat(report: dict, warmup: int, passes: int) -> None:
-    """Memory in use after the last pass is within RSS_TOLERANCE of that after the warm-up passes."""
+def assert_flat(report: dict, warmup: int, passes: int, tolerance: float) -> None:
+    """Memory in use after the last pass is within tolerance (a fraction) of that after the warm-up passes."""
     reference, final = report["in_use_after_warmup"], report["in_use_at_end"]
-    assert abs(final - reference) <= RSS_TOLERANCE * reference, (
+    assert abs(final - reference) <= tolerance * reference, (
         f"{final / MIB:.0f} MiB resident after {passes} passes vs {reference / MIB:.0f} MiB after {warmup}; "
         f"plain RSS every 10 passes: {[round(r / MIB) for r in report['rss'][::10]]}"
     )
@@ -85,4 +89,4 @@ def test_training_steps_are_finite_and_memory_stays_flat(train_report: dict):
     sides = [s for _, h, w in train_report["shapes"] for s in (h, w)]
     assert len(train_report["shapes"]) == TRAIN_STEPS and min(sides) == 1 and max(sides) == 48
     assert train_report["bad"] == []
-    assert_flat(train_report, TRAIN_WARMUP, TRAIN_STEPS)
+    assert_flat(train_report, TRAIN_WARMUP, TRAIN_STEPS, TRAIN_RSS_TOLERANCE)
