@@ -3,7 +3,7 @@
 
 RT-DETR outputs its 300 best (query, class) pairs in score order. Another runtime runs the same arithmetic in another
 order (or precision), so near-equal scores can swap places (and membership at the 300th place); outputs are therefore
-compared as sets: sorted scores, and every clearly-ranked detection matched by class, box and score.
+compared as sets: sorted scores, and the clearly-ranked detections matched by class, box and score.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 SCORE = 4  # column of the score in an (N, 300, 6) output: cx, cy, w, h, score, class
+MATCHED = 0.97  # fraction of scores and of clear detections that must agree (up to 9 of 300 may swap)
 
 
 def score_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -31,13 +32,20 @@ def score_error(actual: np.ndarray, expected: np.ndarray) -> float:
 def assert_same_detections(actual: np.ndarray, expected: np.ndarray, atol: float) -> None:
     """Assert two (N, Q, 6) RT-DETR outputs hold the same detections up to the order of near-equal scores.
 
-    The sorted scores of each image agree within atol, and every detection scoring clearly (by more than atol) above the
-    last expected place has a counterpart with the same class and box and a score within atol.
+    Per image, at least MATCHED of the sorted scores agree within atol, and at least MATCHED of the detections scoring
+    clearly (by more than atol) above the last expected place have a counterpart with the same class and box and a
+    score within atol. RT-DETR picks its queries by a top-k over encoder scores first: a near-tie there swaps a whole
+    query in or out, whatever its final score, so a few unmatched detections are rounding, while a wrong computation
+    leaves almost none matched.
     """
     assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
     for image, (a, e) in enumerate(zip(actual, expected)):
-        np.testing.assert_allclose(np.sort(a[:, SCORE]), np.sort(e[:, SCORE]), atol=atol, rtol=0, err_msg=f"image {image}")
+        same_scores = np.abs(np.sort(a[:, SCORE]) - np.sort(e[:, SCORE])) <= atol
+        assert same_scores.mean() >= MATCHED, f"image {image}: {same_scores.mean():.1%} of the sorted scores agree"
         clear = a[a[:, SCORE] > e[:, SCORE].min() + atol]
         assert len(clear) > 0, f"image {image}: no clearly-ranked detection to compare"
-        for row in clear:
-            assert (np.abs(e - row).max(axis=1) <= atol).any(), f"image {image}: no reference detection matches {row}"
+        matched = np.array([(np.abs(e - row).max(axis=1) <= atol).any() for row in clear])
+        assert matched.mean() >= MATCHED, (
+            f"image {image}: {matched.mean():.1%} of {len(clear)} clear detections matched; first unmatched: "
+            f"{clear[~matched][0]}"
+        )
