@@ -1,5 +1,5 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""Smoke test of the BRA benchmark machinery (benchmarks/bench.py) at a tiny size: structure and numerics, no timing."""
+"""Smoke test of the BRA benchmark's PyTorch part (benchmarks/bench.py `run`) at a tiny size: structure and numerics."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import bench  # noqa: E402
 from bra_baseline import GatherBRA  # noqa: E402
+from measure import CLOCKS  # noqa: E402
+from plan import QUICK, TARGETS, VARIANTS  # noqa: E402
 from variants import DenseAttention, UnavoidableParts, floor_model  # noqa: E402
 
 from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw  # noqa: E402
@@ -26,7 +28,7 @@ DIVISIBLE_SIDES = (14, 21)  # multiples of their region size (side // 7)
 TINY_IMGSZ = 64  # whole-model rows: P4 4x4, P5 2x2 (maps smaller than n_win)
 TOL_FP64 = 1e-6
 TINY = replace(
-    bench.QUICK,
+    QUICK,
     name="smoke",
     dim=TINY_DIM,
     sizes=(TINY_SIDE,),
@@ -58,7 +60,7 @@ def test_json_keys(results):
     assert {"torch", "threads", "cpu_model", "date", "device", "noise", "seconds", "cpu_seconds"} <= data["env"].keys()
     assert data["env"]["threads"] == 1
     cases = {(r["heads"], r["variant"]) for r in data["module"]}
-    assert cases == {(h, v) for h in TINY.heads for v in bench.VARIANTS}
+    assert cases == {(h, v) for h in TINY.heads for v in VARIANTS}
     for row in data["module"]:
         times = {"fwd_ms", "fwdbwd_ms", "fwd_ms_cpu", "fwdbwd_ms_cpu"}
         assert {"size", "batch", "peak_mib", *times} <= row.keys()
@@ -70,10 +72,10 @@ def test_json_keys(results):
     figures = {"train_ms", "infer_ms", "train_x_floor", "infer_x_floor", "train_x_rtdetr_l", "infer_x_rtdetr_l"}
     for row in data["model"]:
         assert {*figures, *(f"{f}_cpu" for f in figures)} <= row.keys()
-    assert [t["target"] for t in data["targets"]] == [t.name for t in bench.TARGETS]
-    for verdict, target in zip(data["targets"], bench.TARGETS):
+    assert [t["target"] for t in data["targets"]] == [t.name for t in TARGETS]
+    for verdict, target in zip(data["targets"], TARGETS):
         measured = target.section == "model"  # the module targets name 20x20 and 40x40 maps, not in the tiny plan
-        for clock in bench.CLOCKS:
+        for clock in CLOCKS:
             assert (verdict[f"worst{clock}"] is not None) == measured
             assert verdict[f"met{clock}"] in ((True, False) if measured else (None,))
     assert data["sanity_fp64_max_abs_error"] <= TOL_FP64
