@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -27,6 +28,8 @@ TINY_SIDE = 8
 DIVISIBLE_SIDES = (14, 21)  # multiples of their region size (side // 7)
 TINY_IMGSZ = 64  # whole-model rows: P4 4x4, P5 2x2 (maps smaller than n_win)
 TOL_FP64 = 1e-6
+COMPARISON_HEADS = 4
+COMPARISON_MAP = (5, 9)  # not square, not a multiple of n_win
 TINY = replace(
     QUICK,
     name="smoke",
@@ -96,13 +99,42 @@ def test_baseline_matches_module(side, heads):
     assert (baseline(x) - expected).abs().max() <= TOL_FP64
 
 
-def test_comparison_modules_share_weights():
-    """Unavoidable parts and dense attention load a BRA state dict and keep shapes."""
-    ours = BiLevelRoutingAttention_nchw(TINY_DIM, num_heads=4)
-    x = torch.randn(1, TINY_DIM, 5, 9)
-    for module in (UnavoidableParts.like(ours), DenseAttention(TINY_DIM, num_heads=4)):
-        module.load_state_dict(ours.state_dict())
-        assert module(x).shape == x.shape
+def bra_projections(bra: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v and the LCE term lepe(v) of a BRA's weights on x, written out with F.conv2d (float64 reference)."""
+    q, k, v = F.conv2d(x, bra.qkv_linear.weight, bra.qkv_linear.bias).chunk(3, dim=1)
+    side = bra.lepe.kernel_size[0]
+    lepe = F.conv2d(v, bra.lepe.weight, bra.lepe.bias, padding=side // 2, groups=bra.dim)
+    return q, k, v, lepe
+
+
+def test_unavoidable_parts_compute_the_projections():
+    """UnavoidableParts.like(bra) computes output_linear(v + lepe(v)) with the BRA's own weights (float64)."""
+    torch.manual_seed(0)
+    bra = BiLevelRoutingAttention_nchw(TINY_DIM, num_heads=COMPARISON_HEADS).double()
+    x = torch.randn(2, TINY_DIM, *COMPARISON_MAP, dtype=torch.float64)
+    _, _, v, lepe = bra_projections(bra, x)
+    expected = F.conv2d(v + lepe, bra.output_linear.weight, bra.output_linear.bias)
+    with torch.no_grad():
+        assert (UnavoidableParts.like(bra)(x) - expected).abs().max() <= TOL_FP64
+
+
+def test_dense_attention_matches_reference():
+    """DenseAttention with a BRA state dict is softmax(q.k * dim**-0.5) attention per head over all tokens (float64)."""
+    torch.manual_seed(0)
+    bra = BiLevelRoutingAttention_nchw(TINY_DIM, num_heads=COMPARISON_HEADS).double()
+    dense = DenseAttention(TINY_DIM, num_heads=COMPARISON_HEADS).double()
+    dense.load_state_dict(bra.state_dict())
+    x = torch.randn(2, TINY_DIM, *COMPARISON_MAP, dtype=torch.float64)
+    q, k, v, lepe = bra_projections(bra, x)
+    b, c, h, w = x.shape
+    q, k, v_heads = (t.reshape(b, COMPARISON_HEADS, c // COMPARISON_HEADS, h * w) for t in (q, k, v))
+    weights = torch.softmax(torch.einsum("bhdn,bhdm->bhnm", q, k) * c**-0.5, dim=-1)
+    attended = torch.einsum("bhnm,bhdm->bhdn", weights, v_heads).reshape(b, c, h, w)
+    expected = F.conv2d(attended + lepe, bra.output_linear.weight, bra.output_linear.bias)
+    floor = F.conv2d(v + lepe, bra.output_linear.weight, bra.output_linear.bias)
+    assert (expected - floor).abs().max() > TOL_FP64 * 1e3  # attention changes the output: the check means something
+    with torch.no_grad():
+        assert (dense(x) - expected).abs().max() <= TOL_FP64
 
 
 def test_floor_model_replaces_every_bra():

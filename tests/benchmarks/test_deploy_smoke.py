@@ -89,7 +89,7 @@ def test_json_written(deployed):
     data, out, _, plan = deployed
     assert json.loads((out / "smoke.json").read_text()) == json.loads(json.dumps(data))
     assert {"tag", "env", "plan", "input", "rows", "targets"} <= data.keys()
-    assert {"torch", "threads", ONNXRUNTIME, OPENVINO, "load_avg_start", "load_avg_end", "seconds"} <= data["env"].keys()
+    assert {"torch", "threads", ONNXRUNTIME, OPENVINO, "load_avg_start", "load_avg_end", "seconds"} <= set(data["env"])
     assert data["env"]["threads"] == plan.threads == 1
     assert json.loads(json.dumps(data["plan"]["exports"])) == [{"imgsz": TINY_IMGSZ, "dynamic": False}]
 
