@@ -61,7 +61,7 @@ train: develop offline $(if $(DATA),,$(SYNTHETIC_DATA))  ## train MODEL on DATA 
 $(SYNTHETIC_DATA): tools/synthetic_dataset.py | venv
 	$(PY) tools/synthetic_dataset.py --out $(dir $@) --train 32 --val 8 --imgsz 320 --seed 0
 
-bench: develop offline  ## BRA and whole-model speed/memory ratios -> benchmarks/results (BENCH_ARGS=--quick: ~1 min)
+bench: develop offline  ## BRA, whole-model and deployed (onnxruntime, OpenVINO) ratios -> benchmarks/results (BENCH_ARGS=--quick)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 wheel: venv  ## build the fork's wheel into dist/
