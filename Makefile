@@ -81,7 +81,7 @@ compare: develop offline $(if $(DATA),,$(COMPARE_DATA))  ## train MODELS alike o
 $(COMPARE_DATA): tools/synthetic_dataset.py | venv
 	$(PY) tools/synthetic_dataset.py --out $(dir $@) --train 8 --val 8 --imgsz 160 --seed 0
 
-bench: develop offline  ## BRA and whole-model speed/memory ratios -> benchmarks/results (BENCH_ARGS=--quick: ~1 min)
+bench: develop offline  ## BRA, whole-model and deployed (onnxruntime, OpenVINO) ratios -> benchmarks/results (BENCH_ARGS=--quick)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 wheel: venv  ## build the fork's wheel into dist/

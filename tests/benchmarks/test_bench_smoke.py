@@ -1,5 +1,5 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""Smoke test of the BRA benchmark machinery (benchmarks/bench.py) at a tiny size: structure and numerics, no timing."""
+"""Smoke test of the BRA benchmark's PyTorch part (benchmarks/bench.py `run`) at a tiny size: structure and numerics."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import bench  # noqa: E402
 from bra_baseline import GatherBRA  # noqa: E402
+from measure import CLOCKS  # noqa: E402
+from plan import QUICK, TARGETS, VARIANTS  # noqa: E402
 from variants import DenseAttention, UnavoidableParts, floor_model  # noqa: E402
 
 from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw  # noqa: E402
@@ -25,8 +28,10 @@ TINY_SIDE = 8
 DIVISIBLE_SIDES = (14, 21)  # multiples of their region size (side // 7)
 TINY_IMGSZ = 64  # whole-model rows: P4 4x4, P5 2x2 (maps smaller than n_win)
 TOL_FP64 = 1e-6
+COMPARISON_HEADS = 4
+COMPARISON_MAP = (5, 9)  # not square, not a multiple of n_win
 TINY = replace(
-    bench.QUICK,
+    QUICK,
     name="smoke",
     dim=TINY_DIM,
     sizes=(TINY_SIDE,),
@@ -58,7 +63,7 @@ def test_json_keys(results):
     assert {"torch", "threads", "cpu_model", "date", "device", "noise", "seconds", "cpu_seconds"} <= data["env"].keys()
     assert data["env"]["threads"] == 1
     cases = {(r["heads"], r["variant"]) for r in data["module"]}
-    assert cases == {(h, v) for h in TINY.heads for v in bench.VARIANTS}
+    assert cases == {(h, v) for h in TINY.heads for v in VARIANTS}
     for row in data["module"]:
         times = {"fwd_ms", "fwdbwd_ms", "fwd_ms_cpu", "fwdbwd_ms_cpu"}
         assert {"size", "batch", "peak_mib", *times} <= row.keys()
@@ -70,10 +75,10 @@ def test_json_keys(results):
     figures = {"train_ms", "infer_ms", "train_x_floor", "infer_x_floor", "train_x_rtdetr_l", "infer_x_rtdetr_l"}
     for row in data["model"]:
         assert {*figures, *(f"{f}_cpu" for f in figures)} <= row.keys()
-    assert [t["target"] for t in data["targets"]] == [t.name for t in bench.TARGETS]
-    for verdict, target in zip(data["targets"], bench.TARGETS):
+    assert [t["target"] for t in data["targets"]] == [t.name for t in TARGETS]
+    for verdict, target in zip(data["targets"], TARGETS):
         measured = target.section == "model"  # the module targets name 20x20 and 40x40 maps, not in the tiny plan
-        for clock in bench.CLOCKS:
+        for clock in CLOCKS:
             assert (verdict[f"worst{clock}"] is not None) == measured
             assert verdict[f"met{clock}"] in ((True, False) if measured else (None,))
     assert data["sanity_fp64_max_abs_error"] <= TOL_FP64
@@ -94,13 +99,42 @@ def test_baseline_matches_module(side, heads):
     assert (baseline(x) - expected).abs().max() <= TOL_FP64
 
 
-def test_comparison_modules_share_weights():
-    """Unavoidable parts and dense attention load a BRA state dict and keep shapes."""
-    ours = BiLevelRoutingAttention_nchw(TINY_DIM, num_heads=4)
-    x = torch.randn(1, TINY_DIM, 5, 9)
-    for module in (UnavoidableParts.like(ours), DenseAttention(TINY_DIM, num_heads=4)):
-        module.load_state_dict(ours.state_dict())
-        assert module(x).shape == x.shape
+def bra_projections(bra: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v and the LCE term lepe(v) of a BRA's weights on x, written out with F.conv2d (float64 reference)."""
+    q, k, v = F.conv2d(x, bra.qkv_linear.weight, bra.qkv_linear.bias).chunk(3, dim=1)
+    side = bra.lepe.kernel_size[0]
+    lepe = F.conv2d(v, bra.lepe.weight, bra.lepe.bias, padding=side // 2, groups=bra.dim)
+    return q, k, v, lepe
+
+
+def test_unavoidable_parts_compute_the_projections():
+    """UnavoidableParts.like(bra) computes output_linear(v + lepe(v)) with the BRA's own weights (float64)."""
+    torch.manual_seed(0)
+    bra = BiLevelRoutingAttention_nchw(TINY_DIM, num_heads=COMPARISON_HEADS).double()
+    x = torch.randn(2, TINY_DIM, *COMPARISON_MAP, dtype=torch.float64)
+    _, _, v, lepe = bra_projections(bra, x)
+    expected = F.conv2d(v + lepe, bra.output_linear.weight, bra.output_linear.bias)
+    with torch.no_grad():
+        assert (UnavoidableParts.like(bra)(x) - expected).abs().max() <= TOL_FP64
+
+
+def test_dense_attention_matches_reference():
+    """DenseAttention with a BRA state dict is softmax(q.k * dim**-0.5) attention per head over all tokens (float64)."""
+    torch.manual_seed(0)
+    bra = BiLevelRoutingAttention_nchw(TINY_DIM, num_heads=COMPARISON_HEADS).double()
+    dense = DenseAttention(TINY_DIM, num_heads=COMPARISON_HEADS).double()
+    dense.load_state_dict(bra.state_dict())
+    x = torch.randn(2, TINY_DIM, *COMPARISON_MAP, dtype=torch.float64)
+    q, k, v, lepe = bra_projections(bra, x)
+    b, c, h, w = x.shape
+    q, k, v_heads = (t.reshape(b, COMPARISON_HEADS, c // COMPARISON_HEADS, h * w) for t in (q, k, v))
+    weights = torch.softmax(torch.einsum("bhdn,bhdm->bhnm", q, k) * c**-0.5, dim=-1)
+    attended = torch.einsum("bhnm,bhdm->bhdn", weights, v_heads).reshape(b, c, h, w)
+    expected = F.conv2d(attended + lepe, bra.output_linear.weight, bra.output_linear.bias)
+    floor = F.conv2d(v + lepe, bra.output_linear.weight, bra.output_linear.bias)
+    assert (expected - floor).abs().max() > TOL_FP64 * 1e3  # attention changes the output: the check means something
+    with torch.no_grad():
+        assert (dense(x) - expected).abs().max() <= TOL_FP64
 
 
 def test_floor_model_replaces_every_bra():

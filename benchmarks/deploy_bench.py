@@ -1,0 +1,258 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
+"""Deployment benchmark: CPU latency of the exported whole models in onnxruntime and OpenVINO.
+
+rtdetr-l-HGBlock_Biformer, its floor model (each BiLevelRoutingAttention_nchw replaced by `variants.UnavoidableParts`,
+same weights) and rtdetr-l, all nc=1 with seeded random weights, are exported through Ultralytics' own exporter
+(`Model.export`) once per export kind and runtime into a folder of their own, loaded with one inference thread, and
+timed on one random image, the three models interleaved in every repeat after a warm-up. Each exported model's output
+on that image is compared with its PyTorch model's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from measure import add_samples, median_ms, rotation, timed
+from model_bench import build_models, reference_ratios
+from plan import BRA, FLOOR, FP32, ONNXRUNTIME, OPENVINO, PLAIN, SEED, DeployPlan, ExportKind
+
+CPU = torch.device("cpu")
+EXPORT_FORMATS = {ONNXRUNTIME: "onnx", OPENVINO: "openvino"}
+OPENVINO_DEVICE = "CPU"
+OPENVINO_HINT = "LATENCY"
+OPENVINO_PRECISIONS = {"f32": FP32, "bf16": "bf16", "f16": "fp16"}  # OpenVINO's element type names to ours
+EXPORT_ATTRIBUTES = ("args", "task")  # what Ultralytics' Model sets on a model built from a YAML, and export reads
+INPUT_NOTE = (
+    "One uniform random image in [0, 1) (seeded), the same for every model, and random (seeded) weights: the "
+    "latency of these dense graphs does not depend on the pixel values or weights, except through BRA's routing "
+    "choices, which change which regions are read but not how many."
+)
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def exportable(model: nn.Module, cfg: str) -> object:
+    """Wrap a detection model in Ultralytics' `RTDETR`, whose `export()` runs Ultralytics' own exporter on it.
+
+    Args:
+        model (nn.Module): An RTDETRDetectionModel (or its floor model).
+        cfg (str): The model YAML it was built from.
+
+    Returns:
+        (ultralytics.RTDETR): The wrapper, holding `model` (which receives the wrapper model's EXPORT_ATTRIBUTES).
+    """
+    from ultralytics import RTDETR
+
+    wrapper = RTDETR(cfg)  # builds a model of that YAML only to replace it
+    for key in EXPORT_ATTRIBUTES:
+        setattr(model, key, getattr(wrapper.model, key))
+    wrapper.model = model
+    return wrapper
+
+
+def export(wrapper: object, runtime: str, kind: ExportKind, simplify: bool, stem: Path) -> Path:
+    """Export a wrapped model for a runtime with Ultralytics' exporter.
+
+    Args:
+        wrapper (ultralytics.RTDETR): From `exportable`.
+        runtime (str): ONNXRUNTIME or OPENVINO.
+        kind (ExportKind): Image size and static or dynamic input size.
+        simplify (bool): Run onnxslim (ONNX exports only).
+        stem (Path): Output name without suffix; the exporter names its files after the model's `pt_path`.
+
+    Returns:
+        (Path): The .onnx file, or the OpenVINO .xml file.
+    """
+    wrapper.model.pt_path = str(stem.with_suffix(".pt"))
+    options = {"simplify": simplify} if runtime == ONNXRUNTIME else {}  # the exporter rejects it for OpenVINO
+    exported = Path(wrapper.export(format=EXPORT_FORMATS[runtime], imgsz=kind.imgsz, dynamic=kind.dynamic, **options))
+    return exported if exported.is_file() else exported / f"{stem.name}.xml"
+
+
+def onnxruntime_runner(path: Path, threads: int) -> tuple[Runner, str]:
+    """Load an ONNX model into an onnxruntime CPU session with `threads` intra-op and inter-op threads.
+
+    Args:
+        path (Path): The .onnx file.
+        threads (int): Threads.
+
+    Returns:
+        runner (Runner): Image of shape (1, 3, H, W) to the first output.
+        precision (str): The precision the session computes in (onnxruntime runs the graph's fp32).
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return (lambda image: session.run(None, {name: image})[0]), FP32
+
+
+def openvino_runner(path: Path, threads: int) -> tuple[Runner, str]:
+    """Compile an OpenVINO model for the CPU with `threads` inference threads, a latency hint and default precision.
+
+    Args:
+        path (Path): The .xml file.
+        threads (int): Threads.
+
+    Returns:
+        (tuple[Runner, str]): As `onnxruntime_runner`; the precision is the one OpenVINO picked (its
+            INFERENCE_PRECISION_HINT, "fp32" where the CPU has no bf16 or fp16 support).
+    """
+    import openvino
+
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": OPENVINO_HINT}
+    compiled = openvino.Core().compile_model(str(path), OPENVINO_DEVICE, config)
+    request = compiled.create_infer_request()
+
+    def run(image: np.ndarray) -> np.ndarray:
+        request.infer({0: image})
+        return request.get_output_tensor(0).data.copy()
+
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    return run, OPENVINO_PRECISIONS.get(precision, precision)
+
+
+RUNNERS = {ONNXRUNTIME: onnxruntime_runner, OPENVINO: openvino_runner}
+
+
+def detections_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Max abs difference of two detection outputs of shape (B, k, 6) after sorting every column over the k rows.
+
+    An exported model can list two detections of nearly equal score in the other order than PyTorch; sorting each
+    column on its own makes the comparison independent of that order (boxes are normalized, scores in [0, 1]).
+
+    Args:
+        a (np.ndarray): Detections.
+        b (np.ndarray): Detections of the same shape.
+
+    Returns:
+        (float): The difference.
+    """
+    return float(np.abs(np.sort(a, axis=-2) - np.sort(b, axis=-2)).max())
+
+
+def random_image(imgsz: int) -> np.ndarray:
+    """Seeded uniform random image of shape (1, 3, imgsz, imgsz), float32 in [0, 1)."""
+    return np.random.default_rng(SEED).random((1, 3, imgsz, imgsz), dtype=np.float32)
+
+
+def pytorch_outputs(models: dict[str, nn.Module], image: np.ndarray) -> dict[str, np.ndarray]:
+    """Each model's detections (eval mode, no grad) on image, the reference for its exports."""
+    outputs = {}
+    for name, model in models.items():
+        model.eval()
+        with torch.no_grad():
+            outputs[name] = model(torch.from_numpy(image))[0].numpy()
+    return outputs
+
+
+def time_runners(runners: dict[str, Runner], image: np.ndarray, warmup: int, repeats: int) -> dict[str, dict]:
+    """Median latency of each runner on image, all runners interleaved in every repeat after `warmup` runs each.
+
+    Args:
+        runners (dict[str, Runner]): Model name to runner.
+        image (np.ndarray): Input of shape (1, 3, H, W).
+        warmup (int): Untimed runs per runner.
+        repeats (int): Timed runs per runner.
+
+    Returns:
+        (dict[str, dict]): Model name to {"latency_ms": wall ms, "latency_ms_cpu": process CPU ms}.
+    """
+    for runner in runners.values():
+        for _ in range(warmup):
+            runner(image)
+    samples = {name: defaultdict(list) for name in runners}
+    for repeat in range(repeats):
+        for name in rotation(list(runners), repeat):
+            add_samples(samples[name], "latency", timed(lambda r=runners[name]: r(image), CPU))
+    return {name: {key: median_ms(values) for key, values in s.items()} for name, s in samples.items()}
+
+
+def bench_runtime(
+    plan: DeployPlan,
+    runtime: str,
+    kind: ExportKind,
+    wrappers: dict[str, object],
+    references: dict[str, np.ndarray],
+    folder: Path,
+) -> list[dict]:
+    """Export the three models for one runtime and export kind, check their outputs, and time them interleaved.
+
+    Args:
+        plan (DeployPlan): The plan.
+        runtime (str): ONNXRUNTIME or OPENVINO.
+        kind (ExportKind): Export kind.
+        wrappers (dict[str, object]): Model name to `exportable` wrapper.
+        references (dict[str, np.ndarray]): Model name to its PyTorch detections on `random_image(kind.imgsz)`.
+        folder (Path): Where the exports go.
+
+    Returns:
+        (list[dict]): One row per model: latency_ms, latency_ms_cpu, their ratios to the floor model and rtdetr-l,
+            the runtime's precision, export seconds and the max difference of the detections to PyTorch's.
+    """
+    image = random_image(kind.imgsz)
+    runners, rows = {}, {}
+    for name, wrapper in wrappers.items():
+        start = time.perf_counter()
+        path = export(wrapper, runtime, kind, plan.simplify, folder / f"{name}-{kind.name}")
+        export_s = round(time.perf_counter() - start, 1)
+        runners[name], precision = RUNNERS[runtime](path, plan.threads)
+        rows[name] = {
+            "runtime": runtime,
+            "export": kind.name,
+            "imgsz": kind.imgsz,
+            "dynamic": kind.dynamic,
+            "precision": FP32,
+            "runtime_precision": precision,
+            "model": name,
+            "export_s": export_s,
+            "max_abs_error_vs_pytorch": detections_difference(runners[name](image), references[name]),
+        }
+    medians = time_runners(runners, image, plan.warmup, plan.repeats)
+    return [
+        {**rows[name], **times, **reference_ratios(times, medians, ("latency",))} for name, times in medians.items()
+    ]
+
+
+def bench_deploy(plan: DeployPlan, folder: Path, log: Callable[[str], None]) -> list[dict] | str:
+    """Export and time the BRA model, its floor model and rtdetr-l for every runtime and export kind of the plan.
+
+    Args:
+        plan (DeployPlan): The plan.
+        folder (Path): Where the exports go (created if missing; kept, the caller owns it).
+        log (Callable[[str], None]): Progress printer.
+
+    Returns:
+        (list[dict] | str): Rows of `bench_runtime`, by export kind then runtime, or why the models cannot be built.
+    """
+    models = build_models(CPU, plan.bra_yaml, plan.plain_yaml)
+    if isinstance(models, str):
+        return models
+    folder.mkdir(parents=True, exist_ok=True)
+    cfgs = {BRA: plan.bra_yaml, FLOOR: plan.bra_yaml, PLAIN: plan.plain_yaml}
+    wrappers = {name: exportable(model, cfgs[name]) for name, model in models.items()}
+    rows = []
+    for kind in plan.exports:
+        references = pytorch_outputs(models, random_image(kind.imgsz))
+        for runtime in plan.runtimes:
+            log(f"deploy {runtime} {kind.name}")
+            rows += bench_runtime(plan, runtime, kind, wrappers, references, folder)
+    return rows
+
+
+def runtime_versions() -> dict[str, str]:
+    """Versions of onnxruntime and OpenVINO, kept with every deployment result."""
+    import onnxruntime
+    import openvino
+
+    return {ONNXRUNTIME: onnxruntime.__version__, OPENVINO: openvino.__version__}

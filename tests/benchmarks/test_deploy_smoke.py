@@ -1,0 +1,147 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
+"""Smoke test of the deployment benchmark (benchmarks/deploy_bench.py, bench.run_deploy) at a tiny size, no timing.
+
+Narrow models (the integration tests' narrow rtdetr-l-HGBlock_Biformer and the same YAML with HGBlock instead of
+HGBlock_Biformer) exported at a static imgsz 64 (OpenVINO's conversion of a dynamic export takes several times longer;
+tests/deploy checks dynamic exports), one timed run each.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench  # noqa: E402
+from deploy_bench import random_image  # noqa: E402
+from measure import CLOCKS  # noqa: E402
+from model_bench import build_models  # noqa: E402
+from plan import (  # noqa: E402
+    BRA,
+    DEPLOY_FLOOR_LIMIT,
+    DEPLOY_TARGETS,
+    FLOOR,
+    ONNXRUNTIME,
+    OPENVINO,
+    PLAIN,
+    DeployPlan,
+    ExportKind,
+)
+from variants import UnavoidableParts  # noqa: E402
+
+from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw  # noqa: E402
+
+NARROW_BRA = ROOT / "tests/integration/assets/rtdetr-narrow-HGBlock_Biformer.yaml"
+TINY_IMGSZ = 64  # P4 4x4: BRA routes 4 of 16 one-token regions
+TINY = ExportKind(TINY_IMGSZ)
+TOL = 1e-5  # exported fp32 detections against PyTorch's (boxes normalized, scores in [0, 1]); measured ~1e-7
+SEPARATION = 100  # an export is this many times closer to its own model's detections than to another model's
+MODELS = (BRA, FLOOR, PLAIN)
+RUNTIMES = (ONNXRUNTIME, OPENVINO)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path, DeployPlan]:
+    """Run the deployment benchmark once on the narrow models; return results, output and export folders, plan."""
+    root = tmp_path_factory.mktemp("deploy")
+    plain_yaml = root / "rtdetr-narrow.yaml"
+    plain_yaml.write_text(NARROW_BRA.read_text().replace("HGBlock_Biformer", "HGBlock"))
+    plan = DeployPlan(
+        "smoke",
+        exports=(TINY,),
+        warmup=1,
+        repeats=1,
+        simplify=False,
+        bra_yaml=str(NARROW_BRA),
+        plain_yaml=str(plain_yaml),
+    )
+    results = bench.run_deploy(plan, root / "out", "smoke", log=lambda _: None, export_dir=root / "exports")
+    return results, root / "out", root / "exports", plan
+
+
+def onnx_outputs(exports: Path, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Run every exported ONNX model on image with onnxruntime's plain API (not the harness's runner)."""
+    import onnxruntime
+
+    outputs = {}
+    for name in MODELS:
+        path = exports / f"{name}-{TINY.name}.onnx"
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs[name] = session.run(None, {session.get_inputs()[0].name: image})[0]
+    return outputs
+
+
+def sorted_detections(detections: np.ndarray) -> np.ndarray:
+    """Every column sorted over the detections: independent of the order of near-equal scores."""
+    return np.sort(detections, axis=-2)
+
+
+@pytest.mark.slow
+def test_json_written(deployed):
+    """The JSON file holds the returned results, with environment, runtime versions, plan and input note."""
+    data, out, _, plan = deployed
+    assert json.loads((out / "smoke.json").read_text()) == json.loads(json.dumps(data))
+    assert {"tag", "env", "plan", "input", "rows", "targets"} <= data.keys()
+    assert {"torch", "threads", ONNXRUNTIME, OPENVINO, "load_avg_start", "load_avg_end", "seconds"} <= set(data["env"])
+    assert data["env"]["threads"] == plan.threads == 1
+    assert json.loads(json.dumps(data["plan"]["exports"])) == [{"imgsz": TINY_IMGSZ, "dynamic": False}]
+
+
+@pytest.mark.slow
+def test_rows_and_ratios(deployed):
+    """One row per runtime and model; every ratio is the ratio of the recorded medians."""
+    data, *_ = deployed
+    rows = {(r["runtime"], r["model"]): r for r in data["rows"]}
+    assert len(rows) == len(data["rows"]) and rows.keys() == {(rt, m) for rt in RUNTIMES for m in MODELS}
+    for (runtime, _), row in rows.items():
+        assert (row["export"], row["imgsz"], row["dynamic"], row["precision"]) == (TINY.name, TINY_IMGSZ, False, "fp32")
+        assert row["runtime_precision"] in {"fp32", "bf16", "fp16"}
+        for clock in CLOCKS:
+            assert row[f"latency_ms{clock}"] > 0
+            for ref, suffix in ((FLOOR, "floor"), (PLAIN, "rtdetr_l")):
+                expected = round(row[f"latency_ms{clock}"] / rows[runtime, ref][f"latency_ms{clock}"], 3)
+                assert row[f"latency_x_{suffix}{clock}"] == expected
+
+
+@pytest.mark.slow
+def test_targets_read_the_bra_rows(deployed):
+    """One verdict per runtime: the BRA model's ratio to its floor model against the limit."""
+    data, *_ = deployed
+    assert [t["target"] for t in data["targets"]] == [t.name for t in DEPLOY_TARGETS]
+    for verdict, target in zip(data["targets"], DEPLOY_TARGETS):
+        (bra_row,) = [r for r in data["rows"] if r["model"] == BRA and r["runtime"] == target.where["runtime"]]
+        for clock in CLOCKS:
+            assert verdict[f"worst{clock}"] == bra_row[f"latency_x_floor{clock}"]
+            assert verdict[f"met{clock}"] == (bra_row[f"latency_x_floor{clock}"] <= DEPLOY_FLOOR_LIMIT)
+
+
+@pytest.mark.slow
+def test_exports_compute_their_own_models(deployed):
+    """Each export computes its PyTorch model's detections, and the three models' detections differ.
+
+    The harness's recorded errors (both runtimes) are against the PyTorch model of the row's name; the ONNX files are
+    also run here directly against models rebuilt with the harness's seed, so a mix-up of names or files fails.
+    """
+    data, _, exports, plan = deployed
+    assert all(row["max_abs_error_vs_pytorch"] <= TOL for row in data["rows"])
+    models = build_models(torch.device("cpu"), plan.bra_yaml, plan.plain_yaml)  # seeded: the exported weights
+    assert any(isinstance(m, BiLevelRoutingAttention_nchw) for m in models[BRA].modules())
+    assert not any(isinstance(m, BiLevelRoutingAttention_nchw) for m in models[FLOOR].modules())
+    assert any(isinstance(m, UnavoidableParts) for m in models[FLOOR].modules())
+    image = random_image(TINY_IMGSZ)
+    expected = {}
+    for name, model in models.items():
+        with torch.no_grad():
+            expected[name] = sorted_detections(model.eval()(torch.from_numpy(image))[0].numpy())
+    for name, detections in onnx_outputs(exports, image).items():
+        errors = {other: np.abs(sorted_detections(detections) - e).max() for other, e in expected.items()}
+        nearest_other = min(v for other, v in errors.items() if other != name)
+        assert errors[name] <= TOL, name
+        assert nearest_other > max(TOL, SEPARATION * errors[name]), name  # the recorded errors tell models apart
