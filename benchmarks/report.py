@@ -196,16 +196,16 @@ def git_state(path: Path) -> dict:
     """HEAD commit of the git checkout holding path and whether path differs from it; empty outside a checkout.
 
     Args:
-        path (Path): A file.
+        path (Path): The folder of the BRA code (every file in it counts).
 
     Returns:
         (dict): {"git_head": str, "bra_source_modified": bool}, or {}.
     """
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path.parent, capture_output=True, text=True, check=True)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True)
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--", path.name],
-            cwd=path.parent,
+            ["git", "status", "--porcelain", "--", "."],
+            cwd=path,
             capture_output=True,
             text=True,
             check=True,
@@ -216,10 +216,12 @@ def git_state(path: Path) -> dict:
 
 
 def environment(device: torch.device, threads: int) -> dict:
-    """Versions, device, thread count, date, load and the sha256 of the measured BRA source: kept with every result."""
+    """Versions, device, thread count, date, load and the sha256 of the measured BRA source (every Python file of
+    ultralytics/nn/AddModules, in name order): kept with every result."""
     import ultralytics
 
-    source = Path(inspect.getsourcefile(bra_class())).resolve()
+    source = Path(inspect.getsourcefile(bra_class())).resolve().parent
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(source.glob("*.py"))))
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
@@ -230,7 +232,7 @@ def environment(device: torch.device, threads: int) -> dict:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
-        "bra_source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "bra_source_sha256": digest.hexdigest(),
         **git_state(source),
         "load_avg_start": os.getloadavg(),
         "noise": NOISE_NOTE,
