@@ -28,9 +28,11 @@ EXPORT_IMGSZ = 320
 # (batch, height, width) every dynamic export must serve: the traced size, larger batches, non-square inputs and
 # 416x352 (stride-16 map 26x22: not a multiple of BRA's 3x3 regions)
 DYNAMIC_INPUTS = [(1, 320, 320), (2, 320, 320), (4, 320, 320), (1, 640, 640), (1, 480, 640), (1, 640, 480), (1, 416, 352)]
-# no warm-up: four full-rate steps per epoch move the scores off their flat start (the compared detections need ranks)
+# nbs=batch and no warm-up: every step updates the weights at the full rate (Ultralytics would otherwise accumulate
+# 32 batches and warm up for 100 steps, so nothing but BatchNorm statistics would move), which spreads the scores
+# off their flat start: the compared detections need ranks
 TRAIN_ARGS = dict(
-    imgsz=96, batch=2, workers=0, device="cpu", seed=0, deterministic=True, plots=False, amp=False, warmup_epochs=0
+    imgsz=96, batch=2, nbs=2, warmup_epochs=0, workers=0, device="cpu", seed=0, deterministic=True, plots=False, amp=False
 )
 EPOCHS = 2
 
@@ -81,7 +83,7 @@ def train_interrupted_and_resumed(cfg: str, data: Path, project: Path) -> Resume
             epochs=trainer.epochs,
             optimizer_restored=len(expected) > 0
             and len(restored) == len(expected)
-            and all(torch.equal(a, b) for a, b in zip(restored, expected)),
+            and all(torch.equal(a, b) for a, b in zip(restored, expected)),  # torch.equal compares across dtypes
         )
 
     resumed = RTDETR(last)

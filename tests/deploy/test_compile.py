@@ -25,6 +25,14 @@ COMPILED_RTOL = 1e-4  # compiled vs eager fp32 losses: the same arithmetic, poss
 pytestmark = pytest.mark.slow
 
 
+def tensors(output: object) -> list[torch.Tensor]:
+    """Every tensor in a (nested) model output, in order: the loss and its terms."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    items = output.values() if isinstance(output, dict) else output if isinstance(output, (list, tuple)) else ()
+    return [t for item in items for t in tensors(item)]
+
+
 @pytest.mark.parametrize("model", PARITY_MODELS)
 def test_compile_trains_validates_and_matches_eager(
     model: str, compile_backend: str, deploy_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -44,7 +52,7 @@ def test_compile_trains_validates_and_matches_eager(
         batch = trainer.preprocess_batch(next(iter(trainer.train_loader)))
         for name, net in (("compiled", trainer.model), ("eager", trainer.model._orig_mod)):
             torch.manual_seed(0)  # RT-DETR's training forward draws random denoising queries
-            compared[name] = [t.detach().clone() for t in net(batch)]
+            compared[name] = [t.detach().clone() for t in tensors(net(batch))]
 
     monkeypatch.setattr(torch, "compile", compile_with_backend)
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # inductor: eager's random numbers
