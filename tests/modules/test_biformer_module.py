@@ -17,7 +17,7 @@ from ultralytics.nn.modules import Conv, HGBlock
 import ultralytics.nn.AddModules as add_modules
 from ultralytics.nn.AddModules import routed_attention
 
-from tolerances import BF16_RELATIVE_TOLERANCE, norm_relative_error
+from tolerances import ATTENTION_PEAKING, BF16_RELATIVE_TOLERANCE, norm_relative_error
 from ultralytics.nn.AddModules import (
     AttentionLePE,
     Biformer,
@@ -362,7 +362,7 @@ def test_bf16_autocast_cpu(name: str, train: bool):
     """bf16 autocast on CPU with float weights: output and (training) parameter gradients near fp32's, norm-wise."""
     m, shape = small_modules()[name]
     m = pin_routing(m.train(train))
-    x = torch.randn(shape)
+    x = ATTENTION_PEAKING * torch.randn(shape)
     weights = torch.randn(shape[0], DIM, *shape[2:])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = m(x)
@@ -406,7 +406,7 @@ def test_bf16_autocast_attention_matrix():
 def test_bf16_autocast_input_gradient_bra_nchw():
     """Under bf16 autocast the recomputing backward gives the fp32 input gradient within BF16_RELATIVE_TOLERANCE."""
     m = pin_routing(BiLevelRoutingAttention_nchw(DIM, num_heads=2, n_win=3, topk=3))
-    x = torch.randn(2, DIM, 10, 7)
+    x = ATTENTION_PEAKING * torch.randn(2, DIM, 10, 7)
     weights = torch.randn(2, DIM, 10, 7)
     ref = input_gradient(m, x, weights)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -19,7 +19,7 @@ from ultralytics.nn.AddModules import AttentionLePE, BiLevelRoutingAttention, Bi
 from ultralytics.nn.AddModules import routed_attention
 
 from references import bra_nchw_reference, region_layout
-from tolerances import BF16_RELATIVE_TOLERANCE, norm_relative_error
+from tolerances import ATTENTION_PEAKING, BF16_RELATIVE_TOLERANCE, norm_relative_error
 
 DIM = 16  # channels of the modules under test; divisible by every head count used
 SIZES = [(1, 1), (3, 5), (7, 7), (13, 13), (20, 20), (20, 15), (15, 20), (40, 40), (41, 37)]
@@ -286,11 +286,6 @@ def test_regional_routing_attention_different_kv_regions():
     out, _ = routed_attention.regional_routing_attention_torch(q, k, v, 0.5, graph, (2, 2), kv_region_size=(3, 2))
     expected = regional_attention_reference(q, k, v, 0.5, graph, (2, 2), (3, 2))
     assert (out - expected).abs().max() <= TOLERANCE[torch.float64]
-
-
-# Input scale. With random weights and unit inputs the softmax is nearly uniform, and a wrong attention scale hides in
-# the bf16 tolerance; at 2 the attention weights (and the scale) matter. At 3, bf16 errors exceed the tolerance.
-ATTENTION_PEAKING = 2.0
 
 
 def bf16_modules() -> dict[str, tuple[torch.nn.Module, object]]:
