@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ultralytics.nn.AddModules.regions import RegionGrid
+from ultralytics.nn.AddModules.regions import RegionGrid, region_grid
 
 LETTERBOX_ROUND_BIAS = 0.1  # LetterBox puts the odd padding pixel bottom/right: round(pad / 2 - 0.1) on top/left
 
@@ -117,17 +117,12 @@ def region_boxes(grid: RegionGrid, input_hw: tuple[int, int]) -> np.ndarray:
 
 
 def cell_edges(grid: RegionGrid, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Input-pixel edges of the map cells (tokens).
-
-    Args:
-        grid (RegionGrid): Region grid of the layer's (h, w) map.
-        input_hw (tuple[int, int]): Network input size (height, width).
+    """Input-pixel edges of the map cells (tokens): the region edges of a grid of 1x1-token regions.
 
     Returns:
         (tuple[np.ndarray, np.ndarray]): x edges of shape (w + 1,) and y edges of shape (h + 1,).
     """
-    sy, sx = cell_size(grid, input_hw)
-    return np.arange(grid.w + 1) * sx, np.arange(grid.h + 1) * sy
+    return region_edges(region_grid(grid.h, grid.w, 1, 1), input_hw)
 
 
 def region_edges(grid: RegionGrid, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
