@@ -32,3 +32,4 @@ __all__ = (
 
 for _name in __all__:  # pickled under this path, as before the split and as the tutorial fork does
     globals()[_name].__module__ = __name__
+del _name
