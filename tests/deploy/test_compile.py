@@ -55,10 +55,9 @@ def test_compile_trains_validates_and_matches_eager(
             compared[name] = [t.detach().clone() for t in tensors(net(batch))]
 
     monkeypatch.setattr(torch, "compile", compile_with_backend)
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # inductor: eager's random numbers
     rtdetr = RTDETR(model)
     rtdetr.add_callback("on_train_end", compare_with_eager)
-    with torch.enable_grad():
+    with torch.enable_grad(), torch._inductor.config.patch(fallback_random=True):  # inductor: eager's random numbers
         rtdetr.train(data=str(deploy_data), epochs=1, compile=True, project=str(tmp_path), name="run", **TRAIN_ARGS)
     assert requested and requested[0] == "inductor", "Ultralytics did not compile the model"
     with open(tmp_path / "run" / "results.csv") as f:
