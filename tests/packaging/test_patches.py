@@ -59,14 +59,17 @@ def test_check_patches_rejects_a_patch_already_upstream(tmp_path: Path, monkeypa
     assert check_patches(tmp_path / "check") == 1
 
 
-def test_diff_lists_only_our_files_and_tasks(ours: set[str]):
-    """make diff: the file list shows exactly our files and nn/tasks.py, then the hunks."""
+PATCHED_FILES = {"ultralytics/nn/tasks.py", "ultralytics/engine/exporter.py", "ultralytics/engine/predictor.py"}
+
+
+def test_diff_lists_only_our_files_and_the_patched_ones(ours: set[str]):
+    """make diff: the file list shows exactly our files and the upstream files the series patches, then the hunks."""
     result = _fork_build("diff")
     assert result.returncode == 0, result.stderr
     stat, _, hunks = result.stdout.partition("\ndiff --git ")
     listed = set(re.findall(r"^ (\S+) +\| ", stat, re.M))
-    assert listed == ours | {"ultralytics/nn/tasks.py"}
-    assert "+++ b/ultralytics/nn/tasks.py" in hunks
+    assert listed == ours | PATCHED_FILES
+    assert all(f"+++ b/{name}" in hunks for name in PATCHED_FILES)
 
 
 @pytest.mark.slow
