@@ -4,14 +4,17 @@
 rtdetr-l-HGBlock_Biformer, its floor model (each BiLevelRoutingAttention_nchw replaced by `variants.UnavoidableParts`,
 same weights) and rtdetr-l, all nc=1 with seeded random weights, are exported through Ultralytics' own exporter
 (`Model.export`) once per export kind and runtime into a folder of their own, loaded with one inference thread, and
-timed on one random image, the three models interleaved in every repeat after a warm-up. Each exported model's output
-on that image is compared with its PyTorch model's.
+timed on one random image, the models interleaved in every repeat after a warm-up. For OpenVINO the BRA model is also
+exported without its f32 routing marks (`plan.BRA_ROUTING_UNMARKED`): their latency cost. Each exported model's output
+on that image is compared with its PyTorch model's, at fp32 and at the precision it is timed at.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
+from unittest import mock
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +24,7 @@ from torch import nn
 
 from measure import add_samples, median_ms, rotation, timed
 from model_bench import build_models, reference_ratios
-from plan import BRA, FLOOR, FP32, ONNXRUNTIME, OPENVINO, PLAIN, SEED, DeployPlan, ExportKind
+from plan import BRA, BRA_ROUTING_UNMARKED, FLOOR, FP32, ONNXRUNTIME, OPENVINO, PLAIN, SEED, DeployPlan, ExportKind
 
 CPU = torch.device("cpu")
 EXPORT_FORMATS = {ONNXRUNTIME: "onnx", OPENVINO: "openvino"}
@@ -36,6 +39,7 @@ INPUT_NOTE = (
 )
 
 Runner = Callable[[np.ndarray], np.ndarray]
+ROUTING_MARKS = "ultralytics.nn.AddModules.openvino_routing.keep_routing_fp32"  # what the exporter calls (patch 0007)
 
 
 def exportable(model: nn.Module, cfg: str) -> object:
@@ -76,12 +80,13 @@ def export(wrapper: object, runtime: str, kind: ExportKind, simplify: bool, stem
     return exported if exported.is_file() else exported / f"{stem.name}.xml"
 
 
-def onnxruntime_runner(path: Path, threads: int) -> tuple[Runner, str]:
+def onnxruntime_runner(path: Path, threads: int, pin_fp32: bool = False) -> tuple[Runner, str]:
     """Load an ONNX model into an onnxruntime CPU session with `threads` intra-op and inter-op threads.
 
     Args:
         path (Path): The .onnx file.
         threads (int): Threads.
+        pin_fp32 (bool): Accepted for symmetry with `openvino_runner`: onnxruntime runs the graph's fp32 anyway.
 
     Returns:
         runner (Runner): Image of shape (1, 3, H, W) to the first output.
@@ -97,12 +102,14 @@ def onnxruntime_runner(path: Path, threads: int) -> tuple[Runner, str]:
     return (lambda image: session.run(None, {name: image})[0]), FP32
 
 
-def openvino_runner(path: Path, threads: int) -> tuple[Runner, str]:
+def openvino_runner(path: Path, threads: int, pin_fp32: bool = False) -> tuple[Runner, str]:
     """Compile an OpenVINO model for the CPU with `threads` inference threads, a latency hint and default precision.
 
     Args:
         path (Path): The .xml file.
         threads (int): Threads.
+        pin_fp32 (bool): Compile with INFERENCE_PRECISION_HINT f32 instead of the CPU plugin's default (bf16 on CPUs
+            with AVX512-BF16 or AMX).
 
     Returns:
         (tuple[Runner, str]): As `onnxruntime_runner`; the precision is the one OpenVINO picked (its
@@ -111,6 +118,8 @@ def openvino_runner(path: Path, threads: int) -> tuple[Runner, str]:
     import openvino
 
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": OPENVINO_HINT}
+    if pin_fp32:
+        config["INFERENCE_PRECISION_HINT"] = "f32"
     compiled = openvino.Core().compile_model(str(path), OPENVINO_DEVICE, config)
     request = compiled.create_infer_request()
 
@@ -186,7 +195,7 @@ def bench_runtime(
     references: dict[str, np.ndarray],
     folder: Path,
 ) -> list[dict]:
-    """Export the three models for one runtime and export kind, check their outputs, and time them interleaved.
+    """Export the models for one runtime and export kind, check their outputs, and time them interleaved.
 
     Args:
         plan (DeployPlan): The plan.
@@ -197,16 +206,25 @@ def bench_runtime(
         folder (Path): Where the exports go.
 
     Returns:
-        (list[dict]): One row per model: latency_ms, latency_ms_cpu, their ratios to the floor model and rtdetr-l,
-            the runtime's precision, export seconds and the max difference of the detections to PyTorch's.
+        (list[dict]): One row per model (for OpenVINO also BRA_ROUTING_UNMARKED): latency_ms, latency_ms_cpu, their
+            ratios to the floor model and rtdetr-l, the precision they were timed at (`runtime_precision`, the
+            runtime's default), export seconds, and the max difference of the detections to PyTorch's twice: at fp32
+            (`max_abs_error_vs_pytorch`, the runtime pinned to fp32: `check_precision`) and at the timed precision
+            (`runtime_max_abs_error_vs_pytorch`).
     """
     image = random_image(kind.imgsz)
     runners, rows = {}, {}
-    for name, wrapper in wrappers.items():
+    exported = dict(wrappers)
+    if runtime == OPENVINO:  # and the BRA model once more, its routing left at the runtime's precision
+        exported[BRA_ROUTING_UNMARKED] = wrappers[BRA]
+        references = {**references, BRA_ROUTING_UNMARKED: references[BRA]}
+    for name, wrapper in exported.items():
         start = time.perf_counter()
-        path = export(wrapper, runtime, kind, plan.simplify, folder / f"{name}-{kind.name}")
+        with mock.patch(ROUTING_MARKS, return_value=0) if name == BRA_ROUTING_UNMARKED else contextlib.nullcontext():
+            path = export(wrapper, runtime, kind, plan.simplify, folder / f"{name}-{kind.name}")
         export_s = round(time.perf_counter() - start, 1)
         runners[name], precision = RUNNERS[runtime](path, plan.threads)
+        check, check_precision = RUNNERS[runtime](path, plan.threads, pin_fp32=True)
         rows[name] = {
             "runtime": runtime,
             "export": kind.name,
@@ -214,9 +232,11 @@ def bench_runtime(
             "dynamic": kind.dynamic,
             "precision": FP32,
             "runtime_precision": precision,
+            "check_precision": check_precision,
             "model": name,
             "export_s": export_s,
-            "max_abs_error_vs_pytorch": detections_difference(runners[name](image), references[name]),
+            "max_abs_error_vs_pytorch": detections_difference(check(image), references[name]),
+            "runtime_max_abs_error_vs_pytorch": detections_difference(runners[name](image), references[name]),
         }
     medians = time_runners(runners, image, plan.warmup, plan.repeats)
     return [

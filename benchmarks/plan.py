@@ -15,6 +15,9 @@ BASELINE = "baseline"
 VARIANTS = (BRA, FLOOR, DENSE, BASELINE)
 FP32 = "fp32"
 PLAIN = "rtdetr-l"  # the whole-model comparison: BRA, FLOOR (its floor model) and PLAIN
+# OpenVINO only: the BRA model exported without its f32 routing marks, so that routing runs at the runtime's precision
+# (bf16 on AVX512-BF16/AMX CPUs): what keeping routing in f32 costs
+BRA_ROUTING_UNMARKED = "bra-routing-unmarked"
 MODEL_BRA = "rtdetr-l-HGBlock_Biformer.yaml"
 MODEL_PLAIN = "rtdetr-l.yaml"
 MODEL_NC = 1

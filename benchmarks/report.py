@@ -140,6 +140,7 @@ DEPLOY_COLUMNS = [
     "latency_x_floor",
     "latency_x_rtdetr_l",
     "max_abs_error_vs_pytorch",
+    "runtime_max_abs_error_vs_pytorch",
 ]
 
 

@@ -12,6 +12,8 @@ import numpy as np
 
 SCORE = 4  # column of the score in an (N, 300, 6) output: cx, cy, w, h, score, class
 MATCHED = 0.97  # fraction of scores and of clear detections that must agree (up to 9 of 300 may swap)
+CLEAR_MARGIN = 1e-3  # a detection is clearly ranked when it scores this much above the image's last place
+MIN_CLEAR = 100  # clearly ranked detections a reference output needs per image to be worth comparing
 
 
 def score_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -27,6 +29,25 @@ def score_error(actual: np.ndarray, expected: np.ndarray) -> float:
     assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
     diff = np.abs(np.sort(actual[..., SCORE], -1) - np.sort(expected[..., SCORE], -1)).max()
     return float(diff / np.abs(expected[..., SCORE]).max())
+
+
+def assert_comparable(expected: np.ndarray, what: str) -> None:
+    """Assert a reference (N, Q, 6) output has material to compare: ranked detections that depend on the image.
+
+    Each image needs at least MIN_CLEAR detections scoring CLEAR_MARGIN above its last place, and no two images of
+    the batch may have the same score set within CLEAR_MARGIN. A model whose scores are all near-ties, or the same
+    for every image (features faded to constants), would let an export pass with almost any arithmetic.
+
+    Args:
+        expected (np.ndarray): Reference output of shape (N, Q, 6).
+        what (str): The model and input, for the message.
+    """
+    scores = np.sort(expected[..., SCORE], -1)
+    clear = (scores > scores[:, :1] + CLEAR_MARGIN).sum(-1)
+    assert (clear >= MIN_CLEAR).all(), f"{what}: only {clear.tolist()} clearly ranked detections per image"
+    for i in range(1, len(scores)):
+        spread = np.abs(scores[i] - scores[0]).max()
+        assert spread > CLEAR_MARGIN, f"{what}: image {i} scores like image 0 (max difference {spread:.2g})"
 
 
 def assert_same_detections(actual: np.ndarray, expected: np.ndarray, atol: float) -> None:

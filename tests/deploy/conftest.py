@@ -1,15 +1,19 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """Fixtures of the deployment parity matrix: briefly trained (and resumed) checkpoints of each model, their exports.
 
-Export comparisons need trained weights: with fresh BatchNorm statistics the features are nearly constant over the
-image, every top-k (routing, RT-DETR's query selection) is a near-tie, and any rounding flips it. Each model is trained
-one epoch, interrupted, and resumed for a second (which is also the `resume` cell of the matrix).
+Each model is trained one epoch, interrupted, and resumed for a second (the `resume` cell of the matrix). Four steps
+barely move BatchNorm's running statistics from their initial values (momentum 0.03), and with those the features
+fade layer by layer: the output no longer depends on the image and every score is a near-tie, so there would be
+nothing ranked to compare (on some CPUs not one clearly ranked detection). The exported checkpoint therefore has its
+BatchNorm statistics recomputed on the training images at the export size (`torch.optim.swa_utils.update_bn`), and
+every reference output is checked to have material to compare (`assert_comparable`).
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +21,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch.optim.swa_utils import update_bn
 
 from ultralytics import RTDETR
 from ultralytics.nn.autobackend import AutoBackend
+from detections import assert_comparable
 from synthetic_dataset import generate
 
 PARITY_MODELS = ("rtdetr-l.yaml", "rtdetr-l-Biformer.yaml", "rtdetr-l-HGBlock_Biformer.yaml")
@@ -29,12 +35,13 @@ EXPORT_IMGSZ = 320
 # 416x352 (stride-16 map 26x22: not a multiple of BRA's 3x3 regions)
 DYNAMIC_INPUTS = [(1, 320, 320), (2, 320, 320), (4, 320, 320), (1, 640, 640), (1, 480, 640), (1, 640, 480), (1, 416, 352)]
 # nbs=batch and no warm-up: every step updates the weights at the full rate (Ultralytics would otherwise accumulate
-# 32 batches and warm up for 100 steps, so nothing but BatchNorm statistics would move), which spreads the scores
-# off their flat start: the compared detections need ranks
+# 32 batches and warm up for 100 steps, so nothing but BatchNorm statistics would move, and `resume` would restore an
+# empty optimizer state)
 TRAIN_ARGS = dict(
     imgsz=96, batch=2, nbs=2, warmup_epochs=0, workers=0, device="cpu", seed=0, deterministic=True, plots=False, amp=False
 )
 EPOCHS = 2
+CALIBRATION_BATCH = 2  # images per BatchNorm-statistics batch (train mode needs more than one value per channel)
 
 
 class Interrupted(Exception):
@@ -108,14 +115,53 @@ def resumed_runs(tmp_path_factory: pytest.TempPathFactory, deploy_data: Path) ->
     return {cfg: train_interrupted_and_resumed(cfg, deploy_data, project) for cfg in PARITY_MODELS}
 
 
+def calibrate(weights: Path, images: list[np.ndarray], out: Path) -> Path:
+    """Save weights with BatchNorm running statistics recomputed on images at EXPORT_IMGSZ (Ultralytics' Model.save).
+
+    Args:
+        weights (Path): A trained checkpoint.
+        images (list[np.ndarray]): BGR images, fed in batches of CALIBRATION_BATCH.
+        out (Path): The checkpoint to write.
+
+    Returns:
+        (Path): out.
+    """
+    model = RTDETR(weights)
+    starts = range(0, len(images), CALIBRATION_BATCH)
+    loader = [batch(images[i:], CALIBRATION_BATCH, EXPORT_IMGSZ, EXPORT_IMGSZ) for i in starts]
+    with torch.no_grad():
+        update_bn(loader, model.model.float())  # train mode only while it runs; cumulative averages
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    return out
+
+
 @pytest.fixture(scope="session")
-def exports(resumed_runs: dict[str, ResumedRun]) -> dict[tuple[str, str, bool], str]:
-    """Lazily exported files, keyed by (model, format, dynamic), of the trained checkpoints at EXPORT_IMGSZ."""
-    return Lazy(
-        lambda key: RTDETR(resumed_runs[key[0]].weights).export(
-            format=key[1], imgsz=EXPORT_IMGSZ, dynamic=key[2], batch=4 if key[2] else 1, device="cpu"
-        )
-    )
+def calibrated(resumed_runs: dict[str, ResumedRun], deploy_data: Path, tmp_path_factory) -> dict[str, Path]:
+    """Per model, its resumed run's last.pt with BatchNorm statistics recomputed on the training images."""
+    folder = tmp_path_factory.mktemp("deploy-calibrated")
+    train = [cv2.imread(str(p)) for p in sorted((deploy_data.parent / "images" / "train").glob("*.png"))]
+    return {cfg: calibrate(run.weights, train, folder / f"{Path(cfg).stem}.pt") for cfg, run in resumed_runs.items()}
+
+
+@pytest.fixture(scope="session")
+def exports(calibrated: dict[str, Path], tmp_path_factory) -> dict[tuple[str, str, bool], str]:
+    """Lazily exported files, keyed by (model, format, dynamic), of the calibrated checkpoints at EXPORT_IMGSZ.
+
+    Each key exports from a copy of the checkpoint in a folder of its own: Ultralytics names an export after its
+    checkpoint, so a static and a dynamic export of one file would overwrite each other.
+    """
+    folder = tmp_path_factory.mktemp("deploy-exports")
+
+    def export(key: tuple[str, str, bool]) -> str:
+        model, fmt, dynamic = key
+        copy = folder / f"{fmt}-{'dynamic' if dynamic else 'static'}" / calibrated[model].name
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copyfile(calibrated[model], copy)
+        batch_size = 4 if dynamic else 1
+        return RTDETR(copy).export(format=fmt, imgsz=EXPORT_IMGSZ, dynamic=dynamic, batch=batch_size, device="cpu")
+
+    return Lazy(export)
 
 
 @pytest.fixture(scope="session")
@@ -125,16 +171,19 @@ def backends(exports: dict) -> dict[tuple[str, str, bool], AutoBackend]:
 
 
 @pytest.fixture(scope="session")
-def references(resumed_runs: dict[str, ResumedRun], images: list[np.ndarray]) -> dict[tuple, tuple]:
-    """Lazily computed (input batch, fused fp32 PyTorch output), keyed by (model, batch, height, width)."""
+def references(calibrated: dict[str, Path], images: list[np.ndarray]) -> dict[tuple, tuple]:
+    """Lazily computed (input batch, fused fp32 PyTorch output), keyed by (model, batch, height, width); each output
+    is checked to have material to compare (`assert_comparable`)."""
 
     def reference(key: tuple[str, int, int, int]) -> tuple[torch.Tensor, np.ndarray]:
         model, n, h, w = key
         x = batch(images, n, h, w)
         with torch.inference_mode():
-            return x, eager_models[model](x)[0].numpy()
+            expected = eager_models[model](x)[0].numpy()
+        assert_comparable(expected, f"{model} at {(n, h, w)}")
+        return x, expected
 
-    eager_models = Lazy(lambda model: eager(resumed_runs[model].weights))
+    eager_models = Lazy(lambda model: eager(calibrated[model]))
     return Lazy(reference)
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from .checks import check, check_heads, check_input, check_min, check_side_dwconv
 from .lce import depthwise_conv
-from .regions import RegionGrid, Size, at_most, bra_grid, from_regions, map_size, qkv_to_regions, region_counts
+from .regions import RegionGrid, Size, at_most, bra_grid, from_regions, map_size, qkv_to_regions, region_means
 from .routed_attention import region_attention
 from .routing_precision import autocast_off, routing_dtype
 
@@ -117,10 +117,8 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         """
         with torch.no_grad(), autocast_off(q):
             dtype = routing_dtype(q)
-            count = region_counts(grid, q.new_empty((), dtype=dtype))[:, None]  # padding is zero: sum / real count
-            q_mean = (q.sum(2, dtype=dtype) / count).unflatten(0, (-1, self.num_heads))  # (B, heads, R, head_dim)
-            k_mean = (k.sum(2, dtype=dtype) / count).unflatten(0, (-1, self.num_heads))
-            return torch.einsum("bhrd,bhsd->brs", q_mean, k_mean)
+            q_mean, k_mean = (region_means(x, grid, self.num_heads, dtype) for x in (q, k))
+            return q_mean @ k_mean.transpose(1, 2)
 
     def route(self, q: torch.Tensor, k: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
         """Routed key regions of each query region: the top min(topk, R) of `affinity`, most affine first (B, R, k)."""

@@ -28,6 +28,7 @@ __all__ = (
     "qkv_to_regions",
     "region_counts",
     "region_grid",
+    "region_means",
     "region_valid",
     "static_shape",
     "to_regions",
@@ -158,6 +159,26 @@ def region_counts(grid: RegionGrid, like: torch.Tensor) -> torch.Tensor:
     rows = (grid.h - torch.arange(grid.nh, device=like.device) * grid.rh).clamp(max=grid.rh)
     cols = (grid.w - torch.arange(grid.nw, device=like.device) * grid.rw).clamp(max=grid.rw)
     return (rows[:, None] * cols[None, :]).reshape(-1).to(like.dtype)
+
+
+def region_means(x: torch.Tensor, grid: RegionGrid, num_heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """Mean of each region's real tokens, heads joined again, computed in dtype.
+
+    Padding holds zeros, so the mean is the sum times 1 / (real count). Products, a reciprocal and reshapes only (no
+    division, no unsqueeze): OpenVINO's CPU plugin rewrites those into other nodes, which lose the f32 mark
+    `openvino_routing` puts on these.
+
+    Args:
+        x (torch.Tensor): Region-major tensor of shape (B*num_heads, R, rh*rw, d), zeros at padding.
+        grid (RegionGrid): Region grid of the map.
+        num_heads (int): Number of heads.
+        dtype (torch.dtype): Precision of the sums and the result.
+
+    Returns:
+        (torch.Tensor): Shape (B, R, num_heads*d).
+    """
+    per_token = region_counts(grid, x.new_empty((), dtype=dtype)).reciprocal().view(-1, 1)
+    return rearrange(x.sum(2, dtype=dtype) * per_token, "(b heads) r d -> b r (heads d)", heads=num_heads)
 
 
 def region_valid(grid: RegionGrid, device: torch.device) -> torch.Tensor:
