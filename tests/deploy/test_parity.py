@@ -26,14 +26,16 @@ from .conftest import BASELINE, DYNAMIC_INPUTS, EPOCHS, EXPORT_IMGSZ, PARITY_MOD
 from detections import assert_same_detections, score_error
 
 FP32_ATOL = 1e-3  # fp32 runtimes: the same arithmetic in another order
-# OpenVINO at its default precision where that is bf16 (CPUs with AVX512-BF16 or AMX; docs/deploy.md has the figures).
-# Any model, rtdetr-l included: score error (sorted scores, relative to the largest) at most BF16_MAX_ERROR, 2.5x the
-# largest measured (0.061, rtdetr-l), far below a broken export's (order 1).
-BF16_MAX_ERROR = 0.15
-# A BiFormer model's mean error over the inputs at most BF16_SLACK x rtdetr-l's: measured 0.8-1.0x with routing in
-# f32, while routes changed on 40-61 % of the (near-tied) regions; per input the ratio scatters (0.5-1.9x), the mean
-# over seven inputs does not
+# OpenVINO at its default precision where that is bf16 (CPUs with AVX512-BF16 or AMX; docs/deploy.md has the figures),
+# over every image of the batch at every size a dynamic export serves. The per-image error is heavy-tailed (a near-tie
+# at the top of the ranking swaps, some images are more sensitive than others), so the bounds hold medians:
+# - any model, rtdetr-l included: median at most BF16_MEDIAN (measured 0.03-0.05) and every image at most BF16_MAX
+#   (measured up to 0.31); a broken export is off by order 1;
+# - a BiFormer model: median at most BF16_SLACK x rtdetr-l's on the same images (measured 0.63-0.96x).
+BF16_MEDIAN, BF16_MAX = 0.1, 0.5
 BF16_SLACK = 1.5
+BF16_BATCH = 4  # the generated validation images, one batch
+BF16_SIZES = sorted({(h, w) for _, h, w in DYNAMIC_INPUTS})  # a static export serves only the first
 OPENVINO_F32, OPENVINO_DEFAULT = "f32", "default"  # INFERENCE_PRECISION_HINT pinned, or as AutoBackend leaves it
 PRECISE_ATTRIBUTE = "DisablePrecisionConversion"  # how the IR stores OpenVINO's precise (disable_fp16_compression) mark
 ROUTING_TYPES = {"ReduceSum", "Multiply", "MatMul", "TopK"}  # region sums, means, affinities, top-k
@@ -113,16 +115,21 @@ def openvino(exports, backends) -> dict[tuple[str, bool, str], object]:
 
 @pytest.fixture(scope="module")
 def openvino_errors(openvino, references) -> dict[tuple[str, bool], list[float]]:
-    """Lazily measured score errors of each model's OpenVINO export at its default precision, keyed by
-    (model, dynamic), at each input that export must serve."""
+    """Lazily measured per-image score errors of each model's OpenVINO export at its default precision, keyed by
+    (model, dynamic): every image of a BF16_BATCH batch at every size of BF16_SIZES the export serves."""
 
     def measure(key: tuple[str, bool]) -> list[float]:
         model, dynamic = key
         backend = openvino[model, dynamic, OPENVINO_DEFAULT]
-        return [
-            score_error(run_backend(backend, references[model, n, h, w][0]), references[model, n, h, w][1])
-            for n, h, w in inputs(dynamic)
-        ]
+        errors = []
+        for h, w in BF16_SIZES if dynamic else [(EXPORT_IMGSZ, EXPORT_IMGSZ)]:
+            x, expected = references[model, BF16_BATCH, h, w]
+            images = (
+                [run_backend(backend, x)] if dynamic else [run_backend(backend, x[i : i + 1]) for i in range(len(x))]
+            )
+            actual = np.concatenate(images)
+            errors += [score_error(actual[i : i + 1], expected[i : i + 1]) for i in range(len(x))]
+        return errors
 
     return Lazy(measure)
 
@@ -155,15 +162,13 @@ def test_openvino_f32(model: str, dynamic: bool, openvino, references):
 @dynamics
 @models
 def test_openvino_bf16(model: str, dynamic: bool, openvino, openvino_errors):
-    """OpenVINO at its default precision, where that is bf16 (as AutoBackend runs it): every model's score error
-    within the bf16 bound, and a BiFormer model's mean error no more than BF16_SLACK x rtdetr-l's on the same inputs."""
+    """OpenVINO at its default precision, where that is bf16 (as AutoBackend runs it): every model's per-image score
+    errors within the bf16 bounds, and a BiFormer model's median no more than BF16_SLACK x rtdetr-l's."""
     skip_unless_bf16(openvino[model, dynamic, OPENVINO_DEFAULT])
     errors, baseline = openvino_errors[model, dynamic], openvino_errors[BASELINE, dynamic]
-    assert max(errors) <= BF16_MAX_ERROR, f"{[f'{e:.3g}' for e in errors]}"
-    assert np.mean(errors) <= BF16_SLACK * np.mean(baseline), (
-        f"mean score error {np.mean(errors):.3g} vs rtdetr-l {np.mean(baseline):.3g} "
-        f"({[f'{e:.3g}' for e in errors]} vs {[f'{e:.3g}' for e in baseline]})"
-    )
+    shown = f"{[round(e, 3) for e in errors]} vs rtdetr-l {[round(e, 3) for e in baseline]}"
+    assert np.median(errors) <= BF16_MEDIAN and max(errors) <= BF16_MAX, shown
+    assert np.median(errors) <= BF16_SLACK * np.median(baseline), shown
 
 
 def marked_layers(xml: Path) -> dict[str, str]:
