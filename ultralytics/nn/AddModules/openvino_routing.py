@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ultralytics.utils import LOGGER
+
 from .bra_nchw import BiLevelRoutingAttention_nchw
 
 __all__ = ("PRECISE", "ROUTING_FIRST_OP", "ROUTING_LAST_OP", "keep_routing_fp32", "routing_nodes")
@@ -31,20 +33,23 @@ def _bra_scopes(model: nn.Module) -> tuple[str, ...]:
     return tuple(name for name, m in model.named_modules() if isinstance(m, BiLevelRoutingAttention_nchw))
 
 
-def _in_scopes(node, scopes: tuple[str, ...]) -> bool:
-    """Whether an OpenVINO node was traced from one of the BRA layers' own forward code (not their submodules)."""
+def _scope(node) -> str:
+    """The module path an OpenVINO node was traced from ("" for a node the frontend did not name after a module)."""
     scope = node.get_friendly_name().split("/", 1)[0]
-    if not scope.startswith(SCOPE_PREFIX):
-        return False
-    path = scope[len(SCOPE_PREFIX) :]
-    return any(path == s or path.endswith(f".{s}") for s in scopes)  # a wrapper (NMSModel) adds a prefix
+    return scope[len(SCOPE_PREFIX) :] if scope.startswith(SCOPE_PREFIX) else ""
+
+
+def _is_bra(path: str, scopes: tuple[str, ...]) -> bool:
+    """Whether a node scope is one of the BRA layers' own code (not their submodules); a wrapper (NMSModel) adds a
+    prefix to every path."""
+    return any(path == s or path.endswith(f".{s}") for s in scopes)
 
 
 def routing_nodes(ov_model, model: nn.Module) -> list:
     """The routing nodes of every BRA layer of model in its converted OpenVINO model.
 
-    Starting at each BRA's `TopK`, the nodes upstream of it that the BRA's own code traced, up to and including its
-    region sums; constants and parameters excluded.
+    Starting at each BRA's `TopK`, the nodes upstream of it that the same layer's own code traced, up to and
+    including its region sums; constants and parameters excluded.
 
     Args:
         ov_model (openvino.Model): The model converted from `model` (Ultralytics' `torch2openvino`).
@@ -54,22 +59,18 @@ def routing_nodes(ov_model, model: nn.Module) -> list:
         (list[openvino.Node]): The routing nodes, in no particular order; empty for a model without BRA.
     """
     scopes = _bra_scopes(model)
-    if not scopes:
-        return []
-    found, stack = (
-        {},
-        [op for op in ov_model.get_ops() if op.get_type_name() == ROUTING_LAST_OP and _in_scopes(op, scopes)],
-    )
+    stack = [op for op in ov_model.get_ops() if op.get_type_name() == ROUTING_LAST_OP and _is_bra(_scope(op), scopes)]
+    found = {}
     while stack:
         node = stack.pop()
-        if node.get_friendly_name() in found:
+        if node.get_instance_id() in found:
             continue
-        found[node.get_friendly_name()] = node
+        found[node.get_instance_id()] = node
         if node.get_type_name() == ROUTING_FIRST_OP:
             continue
         for value in node.input_values():
             parent = value.get_node()
-            if parent.get_type_name() not in ("Constant", "Parameter") and _in_scopes(parent, scopes):
+            if parent.get_type_name() not in ("Constant", "Parameter") and _scope(parent) == _scope(node):
                 stack.append(parent)
     return list(found.values())
 
@@ -85,9 +86,14 @@ def keep_routing_fp32(ov_model, model: nn.Module) -> int:
         model (nn.Module): The PyTorch model it was converted from.
 
     Returns:
-        (int): Number of marked nodes (0 for a model without BRA).
+        (int): Number of marked nodes (0 for a model without BRA; 0 with a warning if no BRA node is found).
     """
     nodes = routing_nodes(ov_model, model)
     for node in nodes:
         node.get_rt_info()[PRECISE] = ""
+    if _bra_scopes(model) and not nodes:
+        LOGGER.warning(
+            "BiLevelRoutingAttention_nchw: no routing node found in the OpenVINO model (its node names are not "
+            f"'{SCOPE_PREFIX}<module path>/...'); routing runs at the runtime's precision (bf16 on bf16 CPUs)"
+        )
     return len(nodes)
