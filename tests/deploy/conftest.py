@@ -155,11 +155,11 @@ def exports(calibrated: dict[str, Path], tmp_path_factory) -> dict[tuple[str, st
 
     def export(key: tuple[str, str, bool]) -> str:
         model, fmt, dynamic = key
-        copy = folder / f"{fmt}-{'dynamic' if dynamic else 'static'}" / calibrated[model].name
-        copy.parent.mkdir(exist_ok=True)
-        shutil.copyfile(calibrated[model], copy)
+        checkpoint = folder / f"{fmt}-{'dynamic' if dynamic else 'static'}" / calibrated[model].name
+        checkpoint.parent.mkdir(exist_ok=True)
+        shutil.copyfile(calibrated[model], checkpoint)
         batch_size = 4 if dynamic else 1
-        return RTDETR(copy).export(format=fmt, imgsz=EXPORT_IMGSZ, dynamic=dynamic, batch=batch_size, device="cpu")
+        return RTDETR(checkpoint).export(format=fmt, imgsz=EXPORT_IMGSZ, dynamic=dynamic, batch=batch_size, device="cpu")
 
     return Lazy(export)
 
