@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
-from unittest import mock
 from pathlib import Path
 from typing import Callable
+from unittest import mock
 
 import numpy as np
 import torch
@@ -24,7 +24,19 @@ from torch import nn
 
 from measure import add_samples, median_ms, rotation, timed
 from model_bench import build_models, reference_ratios
-from plan import BRA, BRA_ROUTING_UNMARKED, FLOOR, FP32, ONNXRUNTIME, OPENVINO, PLAIN, SEED, DeployPlan, ExportKind
+from plan import (
+    BRA,
+    BRA_ROUTING_UNMARKED,
+    FLOOR,
+    FP32,
+    ONNXRUNTIME,
+    OPENVINO,
+    PLAIN,
+    ROUTING_MARKS,
+    SEED,
+    DeployPlan,
+    ExportKind,
+)
 
 CPU = torch.device("cpu")
 EXPORT_FORMATS = {ONNXRUNTIME: "onnx", OPENVINO: "openvino"}
@@ -39,7 +51,6 @@ INPUT_NOTE = (
 )
 
 Runner = Callable[[np.ndarray], np.ndarray]
-ROUTING_MARKS = "ultralytics.nn.AddModules.openvino_routing.keep_routing_fp32"  # what the exporter calls (patch 0007)
 
 
 def exportable(model: nn.Module, cfg: str) -> object:
@@ -80,13 +91,12 @@ def export(wrapper: object, runtime: str, kind: ExportKind, simplify: bool, stem
     return exported if exported.is_file() else exported / f"{stem.name}.xml"
 
 
-def onnxruntime_runner(path: Path, threads: int, pin_fp32: bool = False) -> tuple[Runner, str]:
+def onnxruntime_runner(path: Path, threads: int) -> tuple[Runner, str]:
     """Load an ONNX model into an onnxruntime CPU session with `threads` intra-op and inter-op threads.
 
     Args:
         path (Path): The .onnx file.
         threads (int): Threads.
-        pin_fp32 (bool): Accepted for symmetry with `openvino_runner`: onnxruntime runs the graph's fp32 anyway.
 
     Returns:
         runner (Runner): Image of shape (1, 3, H, W) to the first output.
@@ -224,7 +234,10 @@ def bench_runtime(
             path = export(wrapper, runtime, kind, plan.simplify, folder / f"{name}-{kind.name}")
         export_s = round(time.perf_counter() - start, 1)
         runners[name], precision = RUNNERS[runtime](path, plan.threads)
-        check, check_precision = RUNNERS[runtime](path, plan.threads, pin_fp32=True)
+        # the fp32 check: the timed runner where that runs fp32 (onnxruntime always), else OpenVINO pinned to f32
+        check, check_precision = (
+            (runners[name], precision) if precision == FP32 else openvino_runner(path, plan.threads, pin_fp32=True)
+        )
         rows[name] = {
             "runtime": runtime,
             "export": kind.name,

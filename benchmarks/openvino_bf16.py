@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import shutil
 import tempfile
@@ -34,9 +35,10 @@ import cv2
 import numpy as np
 import torch
 
+from plan import ROUTING_MARKS
+
 SIZES = ((320, 320), (640, 640), (480, 640), (640, 480), (416, 352))  # (height, width), as the deploy matrix
 SCORE = 4  # score column of an (N, 300, 6) RT-DETR output
-ROUTING_MARKS = "ultralytics.nn.AddModules.openvino_routing.keep_routing_fp32"  # what the exporter calls
 EXPORTS = ("marked", "unmarked")
 RANK_QUANTILE = 0.97  # also reported: the score error ignoring the 3 % largest rank differences (9 of 300 swaps)
 
@@ -107,7 +109,7 @@ def measure(weights: Path, images: list[np.ndarray], imgsz: int) -> dict:
     from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw
 
     model = RTDETR(weights).model.float().eval()
-    fused = RTDETR(weights).model.float().eval().fuse(verbose=False)
+    fused = copy.deepcopy(model).fuse(verbose=False)
     inputs = [to_input(image, h, w) for image in images for h, w in SIZES]
     with torch.inference_mode():
         expected = [fused(torch.from_numpy(x))[0].numpy() for x in inputs]

@@ -18,6 +18,7 @@ PLAIN = "rtdetr-l"  # the whole-model comparison: BRA, FLOOR (its floor model) a
 # OpenVINO only: the BRA model exported without its f32 routing marks, so that routing runs at the runtime's precision
 # (bf16 on AVX512-BF16/AMX CPUs): what keeping routing in f32 costs
 BRA_ROUTING_UNMARKED = "bra-routing-unmarked"
+ROUTING_MARKS = "ultralytics.nn.AddModules.openvino_routing.keep_routing_fp32"  # what the exporter calls (patch 0007)
 MODEL_BRA = "rtdetr-l-HGBlock_Biformer.yaml"
 MODEL_PLAIN = "rtdetr-l.yaml"
 MODEL_NC = 1

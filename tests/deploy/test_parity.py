@@ -10,7 +10,6 @@ model on generated images resized to every size a dynamic export must serve.
 from __future__ import annotations
 
 from pathlib import Path
-from xml.etree import ElementTree
 
 import numpy as np
 import onnx
@@ -24,6 +23,7 @@ from ultralytics.nn.autobackend import AutoBackend
 
 from .conftest import BASELINE, DYNAMIC_INPUTS, EPOCHS, EXPORT_IMGSZ, PARITY_MODELS, Lazy, run_backend
 from detections import assert_same_detections, score_error
+from openvino_ir import NOT_ROUTING_TYPES, ROUTING_TYPES, compiled_precisions, marked_layers
 
 FP32_ATOL = 1e-3  # fp32 runtimes: the same arithmetic in another order
 # OpenVINO at its default precision where that is bf16 (CPUs with AVX512-BF16 or AMX; docs/deploy.md has the figures),
@@ -37,8 +37,6 @@ BF16_SLACK = 1.5
 BF16_BATCH = 4  # the generated validation images, one batch
 BF16_SIZES = sorted({(h, w) for _, h, w in DYNAMIC_INPUTS})  # a static export serves only the first
 OPENVINO_F32, OPENVINO_DEFAULT = "f32", "default"  # INFERENCE_PRECISION_HINT pinned, or as AutoBackend leaves it
-PRECISE_ATTRIBUTE = "DisablePrecisionConversion"  # how the IR stores OpenVINO's precise (disable_fp16_compression) mark
-ROUTING_TYPES = {"ReduceSum", "Multiply", "MatMul", "TopK"}  # region sums, means, affinities, top-k
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 models = pytest.mark.parametrize("model", PARITY_MODELS)
 
@@ -172,16 +170,6 @@ def test_openvino_bf16(model: str, dynamic: bool, openvino, openvino_errors):
         assert np.median(errors) <= BF16_SLACK * np.median(baseline), shown
 
 
-def marked_layers(xml: Path) -> dict[str, str]:
-    """Name to type of every layer of an OpenVINO IR that carries the precise mark."""
-    layers = ElementTree.parse(xml).getroot().iter("layer")
-    return {
-        layer.get("name"): layer.get("type")
-        for layer in layers
-        if any(a.get("name") == PRECISE_ATTRIBUTE for a in layer.iterfind("rt_info/attribute"))
-    }
-
-
 @dynamics
 @models
 def test_openvino_marks_routing_only(model: str, dynamic: bool, exports, calibrated):
@@ -197,7 +185,7 @@ def test_openvino_marks_routing_only(model: str, dynamic: bool, exports, calibra
     if not scopes:
         assert marked == {}
         return
-    assert ROUTING_TYPES <= types and not types & {"Convolution", "GroupConvolution", "Softmax", "Einsum"}, types
+    assert ROUTING_TYPES <= types and not types & NOT_ROUTING_TYPES, types
     assert sum(t == "TopK" for t in marked.values()) == len(scopes)
     assert {name.split("/", 1)[0] for name in marked} == scopes  # each layer's own code, not its projections
 
@@ -209,13 +197,6 @@ def test_openvino_routing_runs_f32(model: str, dynamic: bool, openvino, exports)
     backend = openvino[model, dynamic, OPENVINO_DEFAULT]
     skip_unless_bf16(backend)
     marked = marked_layers(openvino_xml(exports[model, "openvino", dynamic]))
-    precisions = {"marked": set(), "convolution": set()}
-    for node in backend.backend.ov_compiled_model.get_runtime_model().get_ordered_ops():
-        info = node.get_rt_info()
-        origins = set(info["originalLayersNames"].value.split(","))
-        if origins & marked.keys() and info["layerType"].value != "Reorder":
-            precisions["marked"].add(info["runtimePrecision"].value)
-        if info["layerType"].value == "Convolution":
-            precisions["convolution"].add(info["runtimePrecision"].value)
+    precisions = compiled_precisions(backend.backend.ov_compiled_model, set(marked))
     assert "bf16" in precisions["convolution"], precisions
     assert precisions["marked"] <= {"f32", "i32", "i64"} and (not marked or "f32" in precisions["marked"]), precisions

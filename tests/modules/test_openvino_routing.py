@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from unittest import mock
-from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -17,13 +16,13 @@ import torch
 from torch import nn
 
 from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw
-from ultralytics.utils import LOGGER
 from ultralytics.nn.AddModules.openvino_routing import PRECISE, keep_routing_fp32, routing_nodes
+from ultralytics.utils import LOGGER
+
+from openvino_ir import NOT_ROUTING_TYPES, ROUTING_TYPES, compiled_precisions, marked_layers
 
 ov = pytest.importorskip("openvino")
 
-ROUTING_TYPES = {"ReduceSum", "Multiply", "MatMul", "TopK"}  # region sums, means, affinities, top-k
-NOT_ROUTING = {"Convolution", "GroupConvolution", "Softmax", "Einsum", "Split", "Pad"}  # projections, attention, layout
 SIZE = (1, 3, 20, 15)  # map 20x15, n_win 7: 10x8 regions of 2x2 tokens, the last column partial (padding masked)
 pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
@@ -74,7 +73,7 @@ def test_marks_each_layers_routing_and_nothing_else(dynamic: bool):
     nodes = marked(ov_model)
     assert count == len(nodes) > 0
     types = set(nodes.values())
-    assert ROUTING_TYPES <= types and not types & NOT_ROUTING, types
+    assert ROUTING_TYPES <= types and not types & NOT_ROUTING_TYPES, types
     assert sorted(t for t in nodes.values() if t in {"TopK", "MatMul"}) == ["MatMul", "MatMul", "TopK", "TopK"]
     assert {name.split("/")[0] for name in nodes} == {"__module.1", "__module.2"}  # the two BRA layers' own code
 
@@ -109,12 +108,7 @@ def test_saved_ir_keeps_the_marks(tmp_path: Path):
     keep_routing_fp32(ov_model, model)
     expected = set(marked(ov_model))
     ov.save_model(ov_model, tmp_path / "m.xml", compress_to_fp16=False)
-    layers = ElementTree.parse(tmp_path / "m.xml").getroot().iter("layer")
-    saved = {
-        layer.get("name")
-        for layer in layers
-        if any(a.get("name") == "DisablePrecisionConversion" for a in layer.iterfind("rt_info/attribute"))
-    }
+    saved = set(marked_layers(tmp_path / "m.xml"))
     assert saved == expected
     reloaded = ov.Core().read_model(tmp_path / "m.xml")
     assert {op.get_friendly_name() for op in routing_nodes(reloaded, model)} == expected  # same nodes found again
@@ -134,13 +128,7 @@ def test_bf16_runtime_runs_routing_in_f32(tmp_path: Path, dynamic: bool):
     ov.save_model(ov_model, tmp_path / "m.xml", compress_to_fp16=False)
     names = set(marked(ov_model))
     compiled = core.compile_model(tmp_path / "m.xml", "CPU")
-    seen = {"marked": set(), "convolution": set()}
-    for node in compiled.get_runtime_model().get_ordered_ops():
-        info = node.get_rt_info()
-        if set(info["originalLayersNames"].value.split(",")) & names and info["layerType"].value != "Reorder":
-            seen["marked"].add(info["runtimePrecision"].value)
-        if info["layerType"].value == "Convolution":
-            seen["convolution"].add(info["runtimePrecision"].value)
+    seen = compiled_precisions(compiled, names)
     assert "bf16" in seen["convolution"] and "f32" in seen["marked"] and seen["marked"] <= {"f32", "i32", "i64"}, seen
     x = np.random.default_rng(0).random(SIZE, dtype=np.float32)
     f32 = core.compile_model(tmp_path / "m.xml", "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
