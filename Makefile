@@ -84,6 +84,24 @@ $(COMPARE_DATA): tools/synthetic_dataset.py | venv
 bench: develop offline  ## BRA, whole-model and deployed (onnxruntime, OpenVINO) ratios -> benchmarks/results (BENCH_ARGS=--quick)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
+# make gpu-check: variables of its own (DEVICE is make train's; OUT is set on the GPU machines); docs/gpu.md
+GPU ?= 0
+REPORT ?= build/gpu-check
+QUICK ?=
+GPU_WHEELS := build/gpu-wheels
+# what a GPU machine of this project lacks besides the fork (docs/gpu.md); the versions the venv runs
+GPU_WHEEL_PINS := polars==2.1.0 polars-runtime-32==2.1.0 ultralytics-thop==2.2.3
+
+.PHONY: gpu-check gpu-wheels
+gpu-check: develop offline  ## GPU acceptance run -> REPORT (GPU=0; GPU=cpu QUICK=1 is the dry run make test runs)
+	$(PY) tools/gpu_check.py --device $(GPU) --report $(REPORT) $(if $(QUICK),--quick)
+
+gpu-wheels: venv  ## the fork's wheel and what GPU machines lack -> build/gpu-wheels (pip install --no-index there)
+	rm -rf $(GPU_WHEELS)
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(GPU_WHEELS) .
+	$(PY) -m pip download --quiet --no-deps --dest $(GPU_WHEELS) $(GPU_WHEEL_PINS)
+	@du -sh $(GPU_WHEELS)
+
 wheel: venv  ## build the fork's wheel into dist/
 	$(PY) -m pip wheel --no-deps --wheel-dir dist .
 

@@ -11,7 +11,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 
-from measure import CLOCKS, add_samples, autocast, median_ms, ratio, rotation, timed
+from measure import CLOCKS, MIB, add_samples, autocast, median_ms, peak_extra_bytes, ratio, rotation, timed
 from plan import BRA, FLOOR, MODEL_BRA, MODEL_NC, MODEL_PLAIN, PLAIN, SEED, Plan, bra_class
 from variants import floor_model
 
@@ -160,3 +160,29 @@ def bench_models(plan: Plan, precision: str, device: torch.device, models: dict[
             row = {"imgsz": imgsz, "precision": precision, "model": name, **times}
             rows.append({**row, **reference_ratios(times, medians, ("train", "infer"))})
     return rows
+
+
+def train_peak_mib(models: dict[str, nn.Module], batch: dict, precision: str, device: torch.device) -> dict[str, float]:
+    """Peak extra memory of one training step (loss + backward) of each model, in MiB.
+
+    Args:
+        models (dict[str, nn.Module]): From `build_models`.
+        batch (dict): Training batch from `training_batch`.
+        precision (str): "fp32" or an AUTOCAST_DTYPES key.
+        device (torch.device): Device.
+
+    Returns:
+        (dict[str, float]): Model name to MiB (`measure.peak_extra_bytes`: the caching allocator's peak on CUDA).
+    """
+    peaks = {}
+    for name, model in models.items():
+        model.train()
+        model.zero_grad(set_to_none=True)
+
+        def train_step(m: nn.Module = model) -> None:
+            with autocast(device, precision):
+                loss, _ = m.loss(batch)
+            loss.backward()
+
+        peaks[name] = round(peak_extra_bytes(train_step, device) / MIB, 1)
+    return peaks

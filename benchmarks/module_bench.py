@@ -26,7 +26,7 @@ from measure import (
     rotation,
     timed,
 )
-from plan import BASELINE, BRA, DENSE, FLOOR, FP32, SEED, VARIANTS, Plan, bra_class
+from plan import BASELINE, BRA, BRA_VARIANTS, DENSE, FLOOR, FP32, PATH_VARIANTS, SEED, VARIANTS, Plan, bra_class
 from variants import DenseAttention, UnavoidableParts
 
 SANITY_DIM = 64  # float64 check of the baseline against our module: small, divisible map, both head counts
@@ -78,11 +78,16 @@ def module_variants(plan: Plan, side: int, batch: int, heads: int) -> dict[str, 
         heads (int): Number of heads.
 
     Returns:
-        (dict[str, nn.Module | str]): Variant name to module (float32, train mode) or skip reason.
+        (dict[str, nn.Module | str]): Variant name to module (float32, train mode) or skip reason: BRA ("auto"), BRA
+            on each attention path, the floor, dense attention and the gather baseline.
     """
     torch.manual_seed(SEED)
     ours = bra_class()(plan.dim, num_heads=heads, n_win=plan.n_win, topk=plan.topk)
-    modules: dict[str, nn.Module | str] = {BRA: ours, FLOOR: UnavoidableParts.like(ours)}
+    modules: dict[str, nn.Module | str] = {BRA: ours}
+    for variant, path in PATH_VARIANTS.items():
+        modules[variant] = bra_class()(plan.dim, num_heads=heads, n_win=plan.n_win, topk=plan.topk, attn_backend=path)
+        modules[variant].load_state_dict(ours.state_dict())
+    modules[FLOOR] = UnavoidableParts.like(ours)
     if side * side <= plan.dense_max_tokens:
         modules[DENSE] = DenseAttention(plan.dim, num_heads=heads)
         modules[DENSE].load_state_dict(ours.state_dict())
@@ -165,8 +170,10 @@ def bench_module_case(
             clear_grads(module)
             add_samples(samples[id(row)], "fwdbwd", timed(lambda m=module: forward_backward(m), device))
     floor_row = None
-    for row, _ in entries:
+    for row, module in entries:
         row.update({key: median_ms(values) for key, values in samples[id(row)].items()})
+        if row["variant"] in BRA_VARIANTS:
+            row["path"] = module.attention_path(module.region_grid(side, side), device, need_weights=False).path
         rows.append(row)
         floor_row = row if row["variant"] == FLOOR else floor_row
     rows += [{**floor_row, "heads": heads} for heads in heads_measured[1:]]
@@ -175,23 +182,26 @@ def bench_module_case(
 
 
 def module_comparisons(rows: list[dict]) -> list[dict]:
-    """Ratios of our BRA to the other variants for every (size, batch, heads, precision).
+    """Ratios of our BRA (auto and each attention path) to the other variants for every (size, batch, heads, precision).
 
     Args:
         rows (list[dict]): Rows from `bench_module_case`.
 
     Returns:
-        (list[dict]): mem_x_floor, and per clock suffix (wall "", CPU "_cpu"): fwd_x_floor, fwdbwd_x_floor,
-            fwdbwd_x_dense (when dense ran), speedup_vs_baseline (baseline fwd+bwd time over ours, when it ran).
+        (list[dict]): variant, path (the attention path it ran), mem_x_floor, and per clock suffix (wall "",
+            CPU "_cpu"): fwd_x_floor, fwdbwd_x_floor, fwdbwd_x_dense (when dense ran), speedup_vs_baseline (baseline
+            fwd+bwd time over ours) and its inverse time_x_baseline, and mem_x_baseline (our peak memory over the
+            baseline's), when the baseline ran.
     """
     index = {(r["size"], r["batch"], r["heads"], r["precision"], r["variant"]): r for r in rows if "skipped" not in r}
     out = []
     for (size, batch, heads, precision, variant), ours in index.items():
-        if variant != BRA:
+        if variant not in BRA_VARIANTS:
             continue
         key = (size, batch, heads, precision)
         floor = index[(*key, FLOOR)]
-        row = {"size": size, "batch": batch, "heads": heads, "precision": precision}
+        row = {"size": size, "batch": batch, "heads": heads, "precision": precision, "variant": variant}
+        row["path"] = ours["path"]
         row["mem_x_floor"] = ratio(ours, floor, "peak_mib")
         for clock in (c for c in CLOCKS if f"fwd_ms{c}" in ours):
             row[f"fwd_x_floor{clock}"] = ratio(ours, floor, f"fwd_ms{clock}")
@@ -200,5 +210,8 @@ def module_comparisons(rows: list[dict]) -> list[dict]:
                 row[f"fwdbwd_x_dense{clock}"] = ratio(ours, index[(*key, DENSE)], f"fwdbwd_ms{clock}")
             if (*key, BASELINE) in index:
                 row[f"speedup_vs_baseline{clock}"] = ratio(index[(*key, BASELINE)], ours, f"fwdbwd_ms{clock}")
+                row[f"time_x_baseline{clock}"] = ratio(ours, index[(*key, BASELINE)], f"fwdbwd_ms{clock}")
+        if (*key, BASELINE) in index:
+            row["mem_x_baseline"] = ratio(ours, index[(*key, BASELINE)], "peak_mib")
         out.append(row)
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from measure import CLOCK_NAMES, CLOCKS, CPU_CLOCK, WALL_CLOCK
-from plan import BASELINE, BRA, DENSE, FLOOR, FP32, FULL, VARIANTS, Plan, Target, bra_class
+from plan import BASELINE, BRA_VARIANTS, DENSE, FLOOR, FP32, FULL, VARIANTS, Plan, Target, bra_class
 
 NOISE_NOTE = (
     "Measured on a machine shared with other jobs; absolute times are noisy. Ratios come from one process with the "
@@ -50,7 +50,7 @@ def host_tag(device: torch.device, threads: int, plan: Plan) -> str:
 
 
 def evaluate_targets(targets: tuple[Target, ...], sections: dict[str, list[dict] | str]) -> list[dict]:
-    """Compare the measured figures with targets (fp32 rows only).
+    """Compare the measured figures with targets (fp32 rows unless a target's `where` names another precision).
 
     Args:
         targets (tuple[Target, ...]): The targets, e.g. plan.TARGETS.
@@ -64,7 +64,8 @@ def evaluate_targets(targets: tuple[Target, ...], sections: dict[str, list[dict]
     verdicts = []
     for t in targets:
         rows = sections[t.section] if isinstance(sections[t.section], list) else []
-        rows = [r for r in rows if r.get("precision") == FP32 and all(r.get(k) == v for k, v in t.where.items())]
+        where = {"precision": FP32, **t.where}
+        rows = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
         verdict = {"target": t.name, "metric": t.metric, "limit": t.limit}
         for clock in CLOCKS:
             values = [r.get(t.metric + clock, r.get(t.metric)) for r in rows]
@@ -100,6 +101,7 @@ MODULE_COLUMNS = [
     "heads",
     "precision",
     "variant",
+    "path",
     "fwd_ms",
     "fwdbwd_ms",
     "fwd_ms_cpu",
@@ -112,6 +114,8 @@ COMPARISON_COLUMNS = [
     "batch",
     "heads",
     "precision",
+    "variant",
+    "path",
     "fwd_x_floor",
     "fwdbwd_x_floor",
     "mem_x_floor",
@@ -161,7 +165,7 @@ def plot(results: dict, path: Path) -> None:
     rows = [r for r in results["module"] if r["precision"] == FP32 and r["batch"] == 1 and "skipped" not in r]
     heads = results["plan"]["heads"]
     lines = {(FLOOR, None): [r for r in rows if r["variant"] == FLOOR]}  # heads-independent
-    for variant in (BRA, DENSE, BASELINE):
+    for variant in (*BRA_VARIANTS, DENSE, BASELINE):
         lines.update({(variant, h): [r for r in rows if r["variant"] == variant and r["heads"] == h] for h in heads})
     clock = CPU_CLOCK if rows and f"fwdbwd_ms{CPU_CLOCK}" in rows[0] else WALL_CLOCK
     metrics = {

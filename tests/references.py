@@ -55,7 +55,9 @@ def bra_nchw_reference(
     Returns:
         (Reference): Output (N, C, H, W), attention or None, routed regions (N, R, k).
     """
-    m, x = copy.deepcopy(m).double(), x.double()
+    if any(p.dtype != torch.float64 for p in m.parameters()):  # a float64 module is used as is: its gradients flow
+        m = copy.deepcopy(m).double()
+    x = x.double()
     n, c, h, w = x.shape
     heads, d = m.num_heads, c // m.num_heads
     lay = region_layout(h, w, m.n_win)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench  # noqa: E402
 from bra_baseline import GatherBRA  # noqa: E402
 from measure import CLOCKS  # noqa: E402
-from plan import QUICK, TARGETS, VARIANTS  # noqa: E402
+from plan import BRA_VARIANTS, PATH_VARIANTS, QUICK, TARGETS, VARIANTS  # noqa: E402
 from variants import DenseAttention, UnavoidableParts, floor_model  # noqa: E402
 
 from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw  # noqa: E402
@@ -69,8 +69,11 @@ def test_json_keys(results):
         assert {"size", "batch", "peak_mib", *times} <= row.keys()
         assert all(row[key] > 0 for key in (*times, "peak_mib"))
     ratios = {"fwd_x_floor", "fwdbwd_x_floor", "fwdbwd_x_dense", "speedup_vs_baseline"}
+    comparisons = {(r["heads"], r["variant"]) for r in data["module_comparisons"]}
+    assert comparisons == {(h, v) for h in TINY.heads for v in BRA_VARIANTS}
     for row in data["module_comparisons"]:
         assert {"mem_x_floor", *ratios, *(f"{r}_cpu" for r in ratios)} <= row.keys()
+        assert row["path"] == PATH_VARIANTS.get(row["variant"], "per_route")  # auto on CPU, 1-token regions: per_route
     assert {(r["imgsz"], r["model"]) for r in data["model"]} == {(TINY_IMGSZ, m) for m in ("bra", "floor", "rtdetr-l")}
     figures = {"train_ms", "infer_ms", "train_x_floor", "infer_x_floor", "train_x_rtdetr_l", "infer_x_rtdetr_l"}
     for row in data["model"]:

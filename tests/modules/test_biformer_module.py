@@ -224,11 +224,11 @@ def test_routed_attention_function_matches_reference(masked: bool):
 
 
 def test_bra_nchw_training_keeps_no_gathered_kv():
-    """With a gradient recorded, BRA_nchw saves for backward only what it must: no per-route gathered K or V (the
-    memory the recomputing Function saves), so the bytes saved stay within one K of an exact budget; without a
-    gradient (inference, FLOPs counting, export) nothing is saved."""
+    """With a gradient recorded, BRA_nchw on the per-route path saves for backward only what it must: no per-route
+    gathered K or V (the memory the recomputing Function saves), so the bytes saved stay within one K of an exact
+    budget; without a gradient (inference, FLOPs counting, export) nothing is saved."""
     n, heads, side, topk = 2, 2, 20, 4
-    m = BiLevelRoutingAttention_nchw(DIM, num_heads=heads, n_win=7, topk=topk)
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=heads, n_win=7, topk=topk, attn_backend="per_route")
     regions, tokens, fp32, int64 = 10 * 10, 2 * 2, 4, 8
     k_bytes = n * DIM * side * side * fp32  # the size of K, of V, of the input and of the output projection's input
     budget = (
@@ -469,7 +469,11 @@ ERRORS = [  # (what raises, fragments its message must contain)
     pytest.param(lambda: LEGACY(16, topk=0), ["topk", ">= 1"], id="legacy-topk"),
     pytest.param(lambda: TopkRouting(16, topk=0), ["TopkRouting", "topk", ">= 1"], id="router-topk"),
     pytest.param(lambda: BRA(16, side_dwconv=2), ["side_dwconv", "0", "odd"], id="side_dwconv"),
-    pytest.param(lambda: BRA(16, attn_backend="cuda"), ["attn_backend", "('torch',)"], id="attn_backend"),
+    pytest.param(
+        lambda: BRA(16, attn_backend="cuda"),
+        [BRA.__name__, "attn_backend", "('auto', 'gather', 'per_route', 'torch')", "'cuda'"],
+        id="attn_backend",
+    ),
     pytest.param(
         lambda: LEGACY(16, kv_downsample_mode="bilinear"),
         ["kv_downsample_mode", "'bilinear'", KV_MODES],
@@ -555,13 +559,15 @@ def test_argument_errors(make: Callable[[], object], fragments: list[str]):
 def tutorial_pickle(m: nn.Module) -> bytes:
     """Pickle m (legacy torch.save format) the way the tutorial fork did.
 
-    Every BiLevelRoutingAttention_nchw carries `attn_fn`, a reference to regional_routing_attention_torch, and
-    upstream's Conv is written as `ultralytics.nn.AddModules.Biformer.Conv` (the tutorial's own copy of it).
+    Every BiLevelRoutingAttention_nchw carries `attn_fn`, a reference to regional_routing_attention_torch, and no
+    attention path, and upstream's Conv is written as `ultralytics.nn.AddModules.Biformer.Conv` (the tutorial's own
+    copy of it).
     """
     m = copy.deepcopy(m)
     for module in m.modules():
         if isinstance(module, BiLevelRoutingAttention_nchw):
             module.__dict__["attn_fn"] = regional_routing_attention_torch
+            del module.__dict__["_attn_backend"]
     buffer = io.BytesIO()
     torch.save(m, buffer, _use_new_zipfile_serialization=False)  # protocol 2: globals are plain "module\nname\n" text
     upstream, tutorial = b"cultralytics.nn.modules.conv\nConv\n", b"cultralytics.nn.AddModules.Biformer\nConv\n"
@@ -575,9 +581,10 @@ def load(data: bytes) -> nn.Module:
 
 
 def test_tutorial_attributes():
-    """Our BRA_nchw carries exactly the tutorial's attributes (minus attn_fn), so its forward runs on their pickles."""
+    """Our BRA_nchw carries exactly the tutorial's attributes, minus attn_fn and plus the attention path (which
+    their pickles lack: they load as "auto"), so its forward runs on their pickles."""
     m = BiLevelRoutingAttention_nchw(DIM)
-    assert (set(vars(m)) - MODULE_INTERNALS) | set(m._modules) == TUTORIAL_ATTRIBUTES - {"attn_fn"}
+    assert (set(vars(m)) - MODULE_INTERNALS) | set(m._modules) == TUTORIAL_ATTRIBUTES - {"attn_fn"} | {"_attn_backend"}
 
 
 @pytest.mark.parametrize("size", [(14, 14), (7, 21)])
@@ -586,8 +593,10 @@ def test_tutorial_pickle_bra_nchw(size: tuple[int, int]):
     m = BiLevelRoutingAttention_nchw(DIM, num_heads=2).eval()
     data = tutorial_pickle(m)
     assert b"regional_routing_attention_torch" in data
+    assert b"_attn_backend" not in data
     loaded = load(data)
     assert type(loaded) is BiLevelRoutingAttention_nchw and "attn_fn" not in vars(loaded)
+    assert loaded.attn_backend == "auto"
     x = torch.randn(2, DIM, *size)
     assert torch.equal(loaded(x), m(x))
     assert b"regional_routing_attention_torch" not in saved_bytes(loaded)

@@ -17,9 +17,16 @@ import torch.nn.functional as F
 
 from ultralytics.nn.AddModules import AttentionLePE, BiLevelRoutingAttention, BiLevelRoutingAttention_nchw
 from ultralytics.nn.AddModules import routed_attention
+from ultralytics.nn.AddModules.attention_paths import PATHS
 
 from references import bra_nchw_reference, region_layout
-from tolerances import ATTENTION_PEAKING, BF16_RELATIVE_TOLERANCE, norm_relative_error
+from tolerances import (
+    ATTENTION_PEAKING,
+    AUTOCAST_BRA_ARGS,
+    AUTOCAST_MAP,
+    BF16_RELATIVE_TOLERANCE,
+    norm_relative_error,
+)
 
 DIM = 16  # channels of the modules under test; divisible by every head count used
 SIZES = [(1, 1), (3, 5), (7, 7), (13, 13), (20, 20), (20, 15), (15, 20), (40, 40), (41, 37)]
@@ -123,29 +130,34 @@ def test_bra_nchw_matches_dense_reference(size: tuple[int, int], batch: int, top
     assert_matches(m, x, bra_nchw_reference(m, x).out)
 
 
-@pytest.mark.parametrize("attention_path", ["per_route", "fused"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("num_heads", [1, 4])
 @pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
-def test_bra_nchw_attention_paths_match_reference(
-    size: tuple[int, int], num_heads: int, attention_path: str, monkeypatch: pytest.MonkeyPatch
-):
-    """Both routed-attention paths (per-route matmul/softmax, fused SDPA over gathered K/V) match the reference.
-
-    The path depends on the device (`UNFUSED_ATTENTION_DEVICES`); emptying that tuple runs the fused path on CPU. The
-    input gradients (through q, k and v) are compared too, and must be well above the tolerance to mean something.
-    """
-    devices = () if attention_path == "fused" else ("cpu",)
-    monkeypatch.setattr(routed_attention, "UNFUSED_ATTENTION_DEVICES", devices)
-    m = BiLevelRoutingAttention_nchw(DIM, num_heads=num_heads, topk=4).double()
+def test_bra_nchw_attention_paths_match_reference(size: tuple[int, int], num_heads: int, path: str):
+    """Every attention path, chosen with `attn_backend`, matches the float64 reference: output, input gradient and
+    every parameter's gradient, each well above the tolerance so that the comparison means something."""
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=num_heads, topk=4, attn_backend=path).double()
     x = torch.randn(2, DIM, *size, dtype=torch.float64, requires_grad=True)
     grad = torch.randn(2, DIM, *size, dtype=torch.float64)
     out = m(x)
     ref = bra_nchw_reference(m, x).out
     assert (out - ref).abs().max() <= TOLERANCE[torch.float64]
-    (grad_x,) = torch.autograd.grad(out, x, grad)
-    (grad_ref,) = torch.autograd.grad(ref, x, grad)
-    assert grad_ref.abs().max() > GRAD_SIGNAL, "reference gradient too small to compare"
-    assert (grad_x - grad_ref).abs().max() <= TOLERANCE[torch.float64]
+    params = [p for _, p in sorted(m.named_parameters())]
+    grads = torch.autograd.grad(out, [x, *params], grad)
+    ref_grads = torch.autograd.grad(ref, [x, *params], grad, allow_unused=True)
+    for name, g, g_ref in zip(["input", *sorted(dict(m.named_parameters()))], grads, ref_grads, strict=True):
+        assert g_ref.abs().max() > GRAD_SIGNAL, f"{name}: reference gradient too small to compare"
+        assert (g - g_ref).abs().max() <= TOLERANCE[torch.float64], name
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("size", [(20, 15), (40, 40)], ids=["20x15", "40x40"])
+def test_bra_nchw_attention_paths_fp32(size: tuple[int, int], path: str):
+    """Every attention path in float32 (the gather path's fused SDPA included) stays within 1e-4 of the reference."""
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=4, topk=4, attn_backend=path).eval()
+    x = torch.randn(2, DIM, *size)
+    error = (m(x).double() - bra_nchw_reference(m, x).out).abs().max().item()
+    assert error <= TOLERANCE[torch.float32], f"{path}: max abs error {error:.3g}"
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
@@ -291,21 +303,23 @@ def test_regional_routing_attention_different_kv_regions():
 def bf16_modules() -> dict[str, tuple[torch.nn.Module, object]]:
     """Both BRA classes in float32 with their float64 references."""
     return {
-        "nchw": (BiLevelRoutingAttention_nchw(DIM, num_heads=2, n_win=3, topk=3), lambda m, x: bra_nchw_reference(m, x).out),
+        "nchw": (BiLevelRoutingAttention_nchw(DIM, **AUTOCAST_BRA_ARGS), lambda m, x: bra_nchw_reference(m, x).out),
         "legacy": (BiLevelRoutingAttention(DIM, n_win=3, num_heads=2, topk=3, soft_routing=True), bra_legacy_reference),
     }
 
 
-@pytest.mark.parametrize("attention_path", ["per_route", "fused"])
-@pytest.mark.parametrize("name", ["nchw", "legacy"])
-def test_bf16_autocast_matches_reference(name: str, attention_path: str, monkeypatch: pytest.MonkeyPatch):
-    """Under bf16 autocast on CPU, output and input gradient of both attention paths (the fused SDPA one is what GPUs
-    run) stay within BF16_RELATIVE_TOLERANCE of the float64 reference, norm-wise."""
-    monkeypatch.setattr(routed_attention, "UNFUSED_ATTENTION_DEVICES", ("cpu",) if attention_path == "per_route" else ())
+@pytest.mark.parametrize(
+    "name, path", [("nchw", path) for path in PATHS] + [("legacy", None)], ids=[*PATHS, "legacy"]
+)
+def test_bf16_autocast_matches_reference(name: str, path: str | None):
+    """Under bf16 autocast on CPU, output and input gradient of every attention path (the gather one with fused SDPA
+    is what GPUs run) and of the legacy module stay within BF16_RELATIVE_TOLERANCE of the float64 reference."""
     torch.manual_seed(0)
     m, reference = bf16_modules()[name]
-    x = (ATTENTION_PEAKING * torch.randn(2, DIM, 10, 7)).requires_grad_()
-    weights = torch.randn(2, DIM, 10, 7, dtype=torch.float64)
+    if path is not None:
+        m.attn_backend = path
+    x = (ATTENTION_PEAKING * torch.randn(2, DIM, *AUTOCAST_MAP)).requires_grad_()
+    weights = torch.randn(2, DIM, *AUTOCAST_MAP, dtype=torch.float64)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = m(x)
     assert out.dtype == torch.bfloat16

@@ -14,7 +14,13 @@ BF16_RELATIVE_TOLERANCE = 6 * BF16_UNIT_ROUNDOFF
 def norm_relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     """||out - ref|| / ||ref|| (Frobenius), computed in float64."""
     return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
 # Input scale of the bf16 tests. With random weights and unit inputs the softmax is nearly uniform, and a wrong
 # attention scale hides in the bf16 tolerance; at 2 the attention weights (and the scale) matter. At 3, bf16 errors
 # against the float64 reference exceed the tolerance.
 ATTENTION_PEAKING = 2.0
+# The reduced-precision case of BiLevelRoutingAttention_nchw compared with the float64 reference (the module tests and
+# tools/gpu_check.py): few, well-separated regions, so that bf16/fp16 projections leave the routes as float64 has them
+AUTOCAST_BRA_ARGS = {"num_heads": 2, "n_win": 3, "topk": 3}
+AUTOCAST_MAP = (10, 7)

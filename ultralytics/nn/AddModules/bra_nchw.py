@@ -3,20 +3,23 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import NamedTuple
 
 import torch
 from torch import nn
+from ultralytics.utils import LOGGER
 
-from .checks import check, check_heads, check_input, check_min, check_side_dwconv
+from .attention_paths import AUTO, PathChoice, backend_name, choose_path
+from .checks import check_heads, check_input, check_min, check_side_dwconv
 from .lce import depthwise_conv
 from .regions import RegionGrid, Size, at_most, bra_grid, from_regions, map_size, qkv_to_regions, region_means
 from .routed_attention import region_attention
 from .routing_precision import autocast_off, routing_dtype
 
-__all__ = ("ATTN_BACKENDS", "BiLevelRoutingAttention_nchw", "RegionRouting")
+__all__ = ("BiLevelRoutingAttention_nchw", "RegionRouting")
 
-ATTN_BACKENDS = ("torch",)
+_LOGGED_PATHS: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()  # outside the pickle
 
 
 class RegionRouting(NamedTuple):
@@ -44,6 +47,9 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         qkv_linear (nn.Conv2d): 1x1 convolution producing q, k, v.
         output_linear (nn.Conv2d): 1x1 output projection.
         lepe (nn.Conv2d | None): Depth-wise convolution on v added to the attention output (LCE), or None.
+        attn_backend (str): Token-attention path: "auto" (the default) or one of `attention_paths.PATHS`,
+            "gather" and "per_route"; settable after construction (`m.attn_backend = "per_route"`), "torch" meaning
+            "auto". `auto` defers to $BIFORMER_ATTN_BACKEND, then to the rule of `attention_paths.auto_path`.
         dynamic (bool): While tracing, record H and W as sizes computed from the input instead of freezing them, so
             that one exported graph serves any input size. A class attribute (False) that Ultralytics' exporter sets
             on the instances of the exported copy when `dynamic=True`; the batch size is never frozen.
@@ -65,7 +71,7 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         topk: int = 4,
         side_dwconv: int = 3,
         auto_pad: bool = False,
-        attn_backend: str = "torch",
+        attn_backend: str = AUTO,
     ):
         """Initialize the module.
 
@@ -77,7 +83,8 @@ class BiLevelRoutingAttention_nchw(nn.Module):
             topk (int): Routed key regions per query region, >= 1; clamped to the number of regions.
             side_dwconv (int): Kernel size of the LCE depth-wise convolution on v; 0 disables it.
             auto_pad (bool): Accepted for signature compatibility; every map size is handled (padding is masked).
-            attn_backend (str): Attention implementation; only "torch" exists.
+            attn_backend (str): Token-attention path, one of `attention_paths.ATTN_BACKENDS`: "auto", "gather",
+                "per_route" or "torch" (the original's name, meaning "auto").
         """
         super().__init__()
         name = type(self).__name__
@@ -85,7 +92,6 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         check_min(name, "n_win", n_win)
         check_min(name, "topk", topk)
         check_side_dwconv(name, side_dwconv)
-        check(attn_backend in ATTN_BACKENDS, name, f"attn_backend must be one of {ATTN_BACKENDS}, got {attn_backend!r}")
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
@@ -95,10 +101,46 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         self.n_win = n_win
         self.qkv_linear = nn.Conv2d(dim, 3 * dim, kernel_size=1)
         self.output_linear = nn.Conv2d(dim, dim, kernel_size=1)
+        self.attn_backend = attn_backend
+
+    @property
+    def attn_backend(self) -> str:
+        """The token-attention path requested: "auto" or one of `attention_paths.PATHS`."""
+        return self._attn_backend
+
+    @attn_backend.setter
+    def attn_backend(self, value: str) -> None:
+        """Request a token-attention path, one of `attention_paths.ATTN_BACKENDS` ("torch" is stored as "auto")."""
+        self._attn_backend = backend_name(type(self).__name__, value)
 
     def __setstate__(self, state: dict) -> None:
-        """Restore a pickled module; tutorial checkpoints carry a function as `attn_fn`, which is dropped here."""
-        super().__setstate__({k: v for k, v in state.items() if k != "attn_fn"})
+        """Restore a pickled module: tutorial checkpoints carry a function as `attn_fn`, which is dropped, and
+        neither they nor earlier checkpoints of this fork record an attention path, so they run "auto"."""
+        state = {k: v for k, v in state.items() if k != "attn_fn"}
+        super().__setstate__({"_attn_backend": AUTO, **state})
+
+    def attention_path(self, grid: RegionGrid, device: torch.device, need_weights: bool) -> PathChoice:
+        """The token-attention path this call runs (`attention_paths.choose_path`), logged once per layer and path.
+
+        Args:
+            grid (RegionGrid): Region grid of the map.
+            device (torch.device): Device of the input.
+            need_weights (bool): Whether the attention matrix is returned.
+
+        Returns:
+            (PathChoice): The path and why it was chosen.
+        """
+        name = type(self).__name__
+        tokens = 0 if grid.symbolic else grid.tokens
+        choice = choose_path(name, self.attn_backend, device, tokens, need_weights, grid.symbolic)
+        if not torch.compiler.is_compiling():
+            logged = _LOGGED_PATHS.setdefault(self, set())
+            if choice.path not in logged:
+                logged.add(choice.path)
+                LOGGER.info(
+                    f"{name}(dim={self.dim}, heads={self.num_heads}): {choice.path} attention ({choice.reason})"
+                )
+        return choice
 
     def region_grid(self, h: Size, w: Size) -> RegionGrid:
         """The region grid forward uses for an (h, w) map: regions of (h // n_win, w // n_win), at least 1 token."""
@@ -160,9 +202,10 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         check_input(x, self.dim, type(self).__name__)
         grid = self.region_grid(*map_size(x, symbolic=self.dynamic and torch.jit.is_tracing()))
         qkv = self.qkv_linear(x)
+        path = self.attention_path(grid, x.device, ret_attn_mask).path
         q, k, v = qkv_to_regions(qkv, grid, self.num_heads)
         graph = self.route(q, k, grid).unsqueeze(1).expand(-1, self.num_heads, -1, -1)
-        out, attn = region_attention(q, k, v, graph, self.scale, grid, need_weights=ret_attn_mask)
+        out, attn = region_attention(q, k, v, graph, self.scale, grid, need_weights=ret_attn_mask, path=path)
         out = from_regions(out, grid, self.num_heads)
         if self.lepe is not None:
             out = out + self.lepe(qkv[:, 2 * self.dim :])

@@ -1,12 +1,14 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """Token-to-token attention from each query region to the tokens of its routed key regions (BRA's second level).
 
-Two implementations of the same products, each checked against a float64 dense reference in the tests:
-- gather: all routed K/V regions gathered at once, then one (fused where it pays) attention call. GPUs run it, and
-  so does a dynamic export, whose number of routes is only known at run time;
+Two implementations of the same products (`attention_paths` names them and chooses), each checked against a float64
+dense reference in the tests:
+- gather: all routed K/V regions gathered at once, then one attention call, fused SDPA unless the weights are needed
+  or the call is traced (exports keep plain matmul and softmax). The only path a dynamic export can run, whose number
+  of routes is only known at run time;
 - per route: one routed region at a time, logits concatenated for a single softmax and the routes' outputs summed, so
-  no temporary is larger than K. CPUs run it; with a gradient recorded `RoutedAttention` keeps only the attention
-  matrix for backward and gathers K/V again there.
+  no temporary is larger than K; with a gradient recorded `RoutedAttention` keeps only the attention matrix for
+  backward and gathers K/V again there.
 """
 
 from __future__ import annotations
@@ -14,26 +16,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .attention_paths import GATHER, PATHS, auto_path
 from .checks import check
 from .regions import RegionGrid, from_regions, gather_regions, region_grid, region_valid, static_shape, to_regions
 
 __all__ = ("RoutedAttention", "attend", "region_attention", "regional_routing_attention_torch", "routed_products")
 
-# devices where routed attention runs route by route with matmul + softmax instead of fused SDPA over gathered K/V:
-# on CPU the region matrices are tiny (25 x 100 at 40x40) and SDPA's backward zero-fills and transposes
-# topk-times-K-sized gradients (`make bench` measures both)
-UNFUSED_ATTENTION_DEVICES = ("cpu",)
-
-
-def _fused(q: torch.Tensor, need_weights: bool) -> bool:
-    """Whether `attend` runs fused SDPA for q: not when the weights are needed, nor on UNFUSED_ATTENTION_DEVICES."""
-    return not need_weights and q.device.type not in UNFUSED_ATTENTION_DEVICES
-
 
 def attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mask: torch.Tensor | None, need_weights: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Scaled dot-product attention over the last two dims, returning the attention matrix when asked.
+    """Scaled dot-product attention over the last two dims: fused SDPA, or matmul and softmax when the attention
+    matrix is returned or the call is traced.
 
     Args:
         q (torch.Tensor): Queries of shape (..., L, d).
@@ -47,7 +41,7 @@ def attend(
         out (torch.Tensor): Attention output of shape (..., L, dv).
         attn (torch.Tensor | None): Attention matrix of shape (..., L, S), or None.
     """
-    if _fused(q, need_weights):
+    if not need_weights and not torch.jit.is_tracing():
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale), None
     logits = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
     if mask is not None:
@@ -64,6 +58,7 @@ def region_attention(
     scale: float,
     kv_grid: RegionGrid,
     need_weights: bool,
+    path: str = GATHER,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Token-to-token attention from each query region to the tokens of its routed key regions.
 
@@ -75,17 +70,19 @@ def region_attention(
         scale (float): Multiplier of q.k before the softmax.
         kv_grid (RegionGrid): Region grid of the key/value map; its padded positions are masked out.
         need_weights (bool): Also return the attention matrix.
+        path (str): "gather" or "per_route" (`attention_paths.PATHS`); a symbolic kv_grid needs "gather".
 
     Returns:
         out (torch.Tensor): Shape (B*heads, Rq, Tq, dv).
         attn (torch.Tensor | None): Shape (B, heads, Rq, Tq, topk*Tk), or None.
     """
+    check(path in PATHS, "region_attention", f"path must be one of {PATHS}, got {path!r}")
     graph = region_graph.flatten(0, 1)  # (B*heads, Rq, topk)
     mask = None
     if kv_grid.padded:  # padded keys take no weight; padded query rows are cropped by the caller
         valid = region_valid(kv_grid, graph.device)
         mask = valid.index_select(0, graph.reshape(-1)).view(*graph.shape[:2], 1, -1)  # (B*heads, Rq, 1, topk*Tk)
-    if _fused(q, need_weights) or kv_grid.symbolic:  # a traced dynamic graph does not know topk: gather all routes
+    if path == GATHER:
         k_sel = gather_regions(k, graph).view(*graph.shape[:2], -1, k.shape[-1])
         v_sel = gather_regions(v, graph).view(*graph.shape[:2], -1, v.shape[-1])
         out, attn = attend(q, k_sel, v_sel, scale, mask, need_weights)
@@ -103,7 +100,7 @@ def _attend_per_route(
     mask: torch.Tensor | None,
     need_weights: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Routed attention computed one route at a time: the CPU path of `region_attention`.
+    """Routed attention computed one route at a time: the per-route path of `region_attention`.
 
     Args:
         q (torch.Tensor): Region-major queries of shape (B', Rq, Tq, d).
@@ -264,5 +261,6 @@ def regional_routing_attention_torch(
     q = to_regions(query, q_grid, heads)
     k = to_regions(key, kv_grid, heads)
     v = to_regions(value, kv_grid, heads)
-    out, attn = region_attention(q, k, v, region_graph, scale, kv_grid, need_weights=True)
+    path = auto_path(q.device, kv_grid.tokens, need_weights=True, symbolic=False).path
+    out, attn = region_attention(q, k, v, region_graph, scale, kv_grid, need_weights=True, path=path)
     return from_regions(out, q_grid, heads), attn
