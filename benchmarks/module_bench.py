@@ -172,8 +172,10 @@ def bench_module_case(
     floor_row = None
     for row, module in entries:
         row.update({key: median_ms(values) for key, values in samples[id(row)].items()})
-        if row["variant"] in BRA_VARIANTS:
-            row["path"] = module.attention_path(module.region_grid(side, side), device, need_weights=False).path
+        if row["variant"] in BRA_VARIANTS:  # what the forward (inference) and the fwd+bwd (training) calls ran
+            grid = module.region_grid(side, side)
+            row["path"] = module.attention_path(grid, device, need_weights=False, training=False).path
+            row["path_train"] = module.attention_path(grid, device, need_weights=False, training=True).path
         rows.append(row)
         floor_row = row if row["variant"] == FLOOR else floor_row
     rows += [{**floor_row, "heads": heads} for heads in heads_measured[1:]]
@@ -188,10 +190,10 @@ def module_comparisons(rows: list[dict]) -> list[dict]:
         rows (list[dict]): Rows from `bench_module_case`.
 
     Returns:
-        (list[dict]): variant, path (the attention path it ran), mem_x_floor, and per clock suffix (wall "",
-            CPU "_cpu"): fwd_x_floor, fwdbwd_x_floor, fwdbwd_x_dense (when dense ran), speedup_vs_baseline (baseline
-            fwd+bwd time over ours) and its inverse time_x_baseline, and mem_x_baseline (our peak memory over the
-            baseline's), when the baseline ran.
+        (list[dict]): variant, path and path_train (the attention paths forward and fwd+bwd ran), mem_x_floor,
+            and per clock suffix (wall "", CPU "_cpu"): fwd_x_floor, fwdbwd_x_floor, fwdbwd_x_dense (when dense ran),
+            speedup_vs_baseline (baseline fwd+bwd time over ours) and its inverse time_x_baseline, and mem_x_baseline
+            (our peak memory over the baseline's), when the baseline ran.
     """
     index = {(r["size"], r["batch"], r["heads"], r["precision"], r["variant"]): r for r in rows if "skipped" not in r}
     out = []
@@ -201,7 +203,7 @@ def module_comparisons(rows: list[dict]) -> list[dict]:
         key = (size, batch, heads, precision)
         floor = index[(*key, FLOOR)]
         row = {"size": size, "batch": batch, "heads": heads, "precision": precision, "variant": variant}
-        row["path"] = ours["path"]
+        row["path"], row["path_train"] = ours["path"], ours["path_train"]
         row["mem_x_floor"] = ratio(ours, floor, "peak_mib")
         for clock in (c for c in CLOCKS if f"fwd_ms{c}" in ours):
             row[f"fwd_x_floor{clock}"] = ratio(ours, floor, f"fwd_ms{clock}")

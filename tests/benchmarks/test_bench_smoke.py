@@ -73,7 +73,8 @@ def test_json_keys(results):
     assert comparisons == {(h, v) for h in TINY.heads for v in BRA_VARIANTS}
     for row in data["module_comparisons"]:
         assert {"mem_x_floor", *ratios, *(f"{r}_cpu" for r in ratios)} <= row.keys()
-        assert row["path"] == PATH_VARIANTS.get(row["variant"], "per_route")  # auto on CPU, 1-token regions: per_route
+        expected = PATH_VARIANTS.get(row["variant"], "per_route")  # auto on CPU, 1-token regions: per_route
+        assert row["path"] == row["path_train"] == expected
     assert {(r["imgsz"], r["model"]) for r in data["model"]} == {(TINY_IMGSZ, m) for m in ("bra", "floor", "rtdetr-l")}
     figures = {"train_ms", "infer_ms", "train_x_floor", "infer_x_floor", "train_x_rtdetr_l", "infer_x_rtdetr_l"}
     for row in data["model"]:

@@ -4,6 +4,7 @@ the kit a GPU session runs in one call cannot rot on machines without one."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
+sys.path[:0] = [str(REPO / "tools"), str(REPO / "benchmarks")]
 
 import gpu_check  # noqa: E402
 
@@ -97,8 +98,57 @@ def test_finite_losses():
     assert not gpu_check.finite({})
 
 
-def test_missing_wheel_named(monkeypatch: pytest.MonkeyPatch):
-    """Without a required package the kit stops at once, naming it and the docs section that says how to bring it."""
-    monkeypatch.setitem(sys.modules, "polars", None)
+def test_missing_wheel_named_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Without a required package the kit stops at once, naming it and the docs section that says how to bring it,
+    before any section runs or any report is written."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "polars" else find_spec(name))
     with pytest.raises(SystemExit, match=r"missing \['polars'\].*docs/gpu.md"):
-        gpu_check.preflight()
+        gpu_check.main(["--device", "cpu", "--quick", "--report", str(tmp_path / "report")])
+    assert not (tmp_path / "report").exists()
+
+
+def test_gpu_targets_read_the_rows_they_name():
+    """Each GPU target reads its metric from the fp16 rows of the BiFormer model (auto, 20x20 for the module ones;
+    deterministic off for the floor ratio, on for the deterministic cost), and no other row."""
+    from report import evaluate_targets
+
+    module = [
+        {"precision": "fp16", "size": 20, "variant": "bra", "time_x_baseline": 0.4, "mem_x_baseline": 0.3},
+        {"precision": "fp16", "size": 20, "variant": "bra-gather", "time_x_baseline": 9.0, "mem_x_baseline": 9.0},
+        {"precision": "fp16", "size": 40, "variant": "bra", "time_x_baseline": 9.0, "mem_x_baseline": 9.0},
+        {"precision": "bf16", "size": 20, "variant": "bra", "time_x_baseline": 9.0, "mem_x_baseline": 9.0},
+        {"precision": "fp32", "size": 20, "variant": "bra", "time_x_baseline": 9.0, "mem_x_baseline": 9.0},
+    ]
+    model = [
+        {
+            "precision": "fp16",
+            "model": "bra",
+            "deterministic": False,
+            "train_x_floor": 1.1,
+            "train_x_nondeterministic": 1,
+        },
+        {
+            "precision": "fp16",
+            "model": "bra",
+            "deterministic": True,
+            "train_x_floor": 9.0,
+            "train_x_nondeterministic": 1.2,
+        },
+        {
+            "precision": "fp16",
+            "model": "floor",
+            "deterministic": True,
+            "train_x_floor": 9.0,
+            "train_x_nondeterministic": 9,
+        },
+        {
+            "precision": "fp32",
+            "model": "bra",
+            "deterministic": False,
+            "train_x_floor": 9.0,
+            "train_x_nondeterministic": 9,
+        },
+    ]
+    verdicts = evaluate_targets(gpu_check.GPU_TARGETS, {"module": module, "model": model})
+    assert [(v["worst"], v["met"]) for v in verdicts] == [(1.1, True), (0.4, True), (0.3, True), (1.2, False)]

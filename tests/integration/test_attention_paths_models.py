@@ -67,11 +67,12 @@ def test_rtdetr_l_training_step_in_deterministic_mode():
     model = RTDETRDetectionModel("rtdetr-l.yaml", nc=1, verbose=False).train()
     model.nc = 1
     batch = training_batch(BATCH, IMGSZ, torch.device("cpu"))
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=False)
     try:
         loss, _ = training_step(model, batch)
     finally:
-        torch.use_deterministic_algorithms(False)
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
     assert torch.isfinite(loss)
 
 

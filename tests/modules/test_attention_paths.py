@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 
 import pytest
 import torch
@@ -19,7 +20,9 @@ from ultralytics.nn.AddModules.attention_paths import (
     GATHER,
     PATHS,
     PER_ROUTE,
-    PER_ROUTE_MAX_REGION_TOKENS,
+    PER_ROUTE_MAX_TOKENS_INFERENCE,
+    PER_ROUTE_MAX_TOKENS_TRAINING,
+    _LOGGED,
     auto_path,
 )
 from ultralytics.utils import LOGGER
@@ -44,6 +47,11 @@ def autograd_nodes(t: torch.Tensor) -> set[str]:
 def path_run(m: BiLevelRoutingAttention_nchw, x: torch.Tensor) -> str:
     """The path a training forward of m on x ran, read from the autograd graph it recorded."""
     nodes = autograd_nodes(m(x.requires_grad_()))
+    return path_of(nodes)
+
+
+def path_of(nodes: set[str]) -> str:
+    """The path whose autograd node is among nodes (exactly one must be)."""
     ran = [path for path, node in PATH_NODES.items() if node in nodes]
     assert len(ran) == 1, f"expected the nodes of exactly one path, got {sorted(nodes)}"
     return ran[0]
@@ -106,32 +114,65 @@ def test_environment_auto_and_torch_leave_the_rule(monkeypatch: pytest.MonkeyPat
         assert path_run(BiLevelRoutingAttention_nchw(DIM), torch.randn(1, DIM, 20, 15)) == PER_ROUTE
 
 
-def test_auto_on_cpu_follows_region_size(monkeypatch: pytest.MonkeyPatch):
-    """On CPU, `auto` runs per_route up to PER_ROUTE_MAX_REGION_TOKENS tokens per region and gather above."""
+def inference_path(m: BiLevelRoutingAttention_nchw, x: torch.Tensor) -> str:
+    """The path a no-grad forward of m on x ran, read from the profiler: the gather path calls fused SDPA, the
+    per-route path never does."""
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        m(x)
+    ops = {e.key for e in prof.key_averages()}
+    return GATHER if "aten::scaled_dot_product_attention" in ops else PER_ROUTE
+
+
+@pytest.mark.parametrize(
+    "limit, run",
+    [(PER_ROUTE_MAX_TOKENS_INFERENCE, inference_path), (PER_ROUTE_MAX_TOKENS_TRAINING, path_run)],
+    ids=["inference", "training"],
+)
+def test_auto_on_cpu_follows_region_size(limit: int, run, monkeypatch: pytest.MonkeyPatch):
+    """On CPU, `auto` runs per_route up to the limit of tokens per region (inference's or training's) and gather
+    above, at the boundary."""
     monkeypatch.delenv(ENV_VAR, raising=False)
     m = BiLevelRoutingAttention_nchw(DIM, n_win=1, topk=1)  # one region: the map's size is the region's
-    side = int(PER_ROUTE_MAX_REGION_TOKENS**0.5)
-    assert side * side == PER_ROUTE_MAX_REGION_TOKENS
-    assert path_run(m, torch.randn(1, DIM, side, side)) == PER_ROUTE
-    assert path_run(m, torch.randn(1, DIM, side, side + 1)) == GATHER
+    side = 8 if limit == 64 else 12
+    assert side * side == limit
+    assert run(m, torch.randn(1, DIM, side, side)) == PER_ROUTE
+    assert run(m, torch.randn(1, DIM, side, side + 1)) == GATHER
+
+
+INFERENCE, TRAINING = PER_ROUTE_MAX_TOKENS_INFERENCE, PER_ROUTE_MAX_TOKENS_TRAINING
 
 
 @pytest.mark.parametrize(
     "args, expected",
     [
-        ((CPU, 25, False, False), PER_ROUTE),
-        ((CPU, PER_ROUTE_MAX_REGION_TOKENS, False, False), PER_ROUTE),
-        ((CPU, PER_ROUTE_MAX_REGION_TOKENS + 1, False, False), GATHER),
-        ((CPU, 10_000, True, False), PER_ROUTE),  # the weights returned: no gathered copy
-        ((CPU, 25, False, True), GATHER),  # dynamic trace
-        ((CUDA, 25, False, False), GATHER),
-        ((CUDA, 25, True, False), GATHER),
-        ((CUDA, 25, False, True), GATHER),
+        ((CPU, 25, False, False, False), PER_ROUTE),
+        ((CPU, INFERENCE, False, False, False), PER_ROUTE),
+        ((CPU, INFERENCE + 1, False, False, False), GATHER),
+        ((CPU, INFERENCE + 1, False, False, True), PER_ROUTE),  # 80x80 training: per_route, a quarter less memory
+        ((CPU, TRAINING, False, False, True), PER_ROUTE),
+        ((CPU, TRAINING + 1, False, False, True), GATHER),
+        ((CPU, 10_000, True, False, False), PER_ROUTE),  # the weights returned: no gathered copy
+        ((CPU, 25, False, True, False), GATHER),  # dynamic trace
+        ((CUDA, 25, False, False, True), GATHER),
+        ((CUDA, 25, True, False, False), PER_ROUTE),
+        ((CUDA, 25, True, True, False), GATHER),
     ],
-    ids=["cpu-small", "cpu-limit", "cpu-large", "cpu-weights", "cpu-dynamic", "cuda", "cuda-weights", "cuda-dynamic"],
+    ids=[
+        "cpu-small",
+        "cpu-inference-limit",
+        "cpu-inference-large",
+        "cpu-training-80x80",
+        "cpu-training-limit",
+        "cpu-training-large",
+        "cpu-weights",
+        "cpu-dynamic",
+        "cuda",
+        "cuda-weights",
+        "cuda-weights-dynamic",
+    ],
 )
 def test_auto_rule(args: tuple, expected: str):
-    """The documented `auto` rule (docs/gpu.md): device, region size, need_weights and tracing, each with a reason."""
+    """The documented `auto` rule (docs/gpu.md): device, region size, need_weights, tracing and training."""
     choice = auto_path(*args)
     assert choice.path == expected and choice.reason
 
@@ -158,25 +199,29 @@ def test_bad_environment_refused(monkeypatch: pytest.MonkeyPatch):
 
 
 def traced_dynamic(m: BiLevelRoutingAttention_nchw) -> torch.jit.ScriptModule:
-    """Trace m with symbolic sizes, as Ultralytics' exporter does for `dynamic=True`."""
+    """Trace m with symbolic sizes, as Ultralytics' exporter does for `dynamic=True` (tracer warnings silenced)."""
     m.dynamic = True
-    with pytest.warns(torch.jit.TracerWarning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         return torch.jit.trace(m.eval(), torch.randn(1, DIM, 20, 15))
 
 
 def test_dynamic_trace_refuses_per_route():
-    """per_route cannot serve a dynamic trace (the route count is symbolic): asked for there, it fails clearly."""
-    with pytest.raises(
-        ValueError, match=r"BiLevelRoutingAttention_nchw: attn_backend 'per_route' \(requested\).*dynamic"
-    ):
+    """per_route cannot serve a dynamic trace (the route count is symbolic): requested there, it fails clearly."""
+    with pytest.raises(ValueError, match=r"BiLevelRoutingAttention_nchw: attn_backend 'per_route' cannot run in a dyn"):
         traced_dynamic(BiLevelRoutingAttention_nchw(DIM, attn_backend=PER_ROUTE))
 
 
-def test_dynamic_trace_refuses_per_route_from_environment(monkeypatch: pytest.MonkeyPatch):
-    """The environment variable's per_route is refused there too, and the message says where it came from."""
+def test_environment_per_route_gives_way_in_dynamic_trace(monkeypatch: pytest.MonkeyPatch, log_lines: list[str]):
+    """The variable only changes what `auto` means: its per_route yields to gather in a dynamic trace (an export
+    after training with it set still works), and the log says so; outside the trace it runs per_route."""
     monkeypatch.setenv(ENV_VAR, PER_ROUTE)
-    with pytest.raises(ValueError, match=rf"'per_route' \(\${ENV_VAR}\)"):
-        traced_dynamic(BiLevelRoutingAttention_nchw(DIM))
+    m = BiLevelRoutingAttention_nchw(DIM, num_heads=2)
+    traced = traced_dynamic(m)
+    x = torch.randn(2, DIM, 13, 9)
+    assert torch.allclose(traced(x), m(x), atol=1e-6)
+    assert any(f"{GATHER} attention (${ENV_VAR}={PER_ROUTE} cannot serve a dynamic trace" in line for line in log_lines)
+    assert path_run(m, x) == PER_ROUTE
 
 
 @pytest.mark.parametrize("backend", [AUTO, GATHER])
@@ -201,24 +246,28 @@ def test_path_logged_once_per_layer_and_path(log_lines: list[str], monkeypatch: 
     first(x)
     second(x)
     paths = [line for line in log_lines if "attention (" in line]
+    auto = f"BiLevelRoutingAttention_nchw(dim={DIM}, heads=1): {PER_ROUTE} attention (cpu training, 4 <= {TRAINING} "
     assert paths == [
-        f"BiLevelRoutingAttention_nchw(dim={DIM}, heads=1): {PER_ROUTE} attention (cpu, 4 <= "
-        f"{PER_ROUTE_MAX_REGION_TOKENS} tokens per region)",
+        auto + "tokens per region)",
         f"BiLevelRoutingAttention_nchw(dim={DIM}, heads=1): {GATHER} attention (requested)",
-        f"BiLevelRoutingAttention_nchw(dim={DIM}, heads=1): {PER_ROUTE} attention (cpu, 4 <= "
-        f"{PER_ROUTE_MAX_REGION_TOKENS} tokens per region)",
+        auto + "tokens per region)",
     ]
 
 
-def test_backend_survives_checkpoints():
-    """The requested path is saved with the module and restored; the logging bookkeeping is not pickled."""
+def test_backend_survives_checkpoints(log_lines: list[str]):
+    """The requested path is saved with the pickled module and restored; what was logged is not: the loaded layer
+    logs its path again."""
     m = BiLevelRoutingAttention_nchw(DIM, attn_backend=GATHER)
-    m(torch.randn(1, DIM, 7, 7))
+    x = torch.randn(1, DIM, 7, 7)
+    m(x)
+    assert m in _LOGGED and len(log_lines) == 1
     buffer = io.BytesIO()
     torch.save(m, buffer)
-    assert b"_LOGGED" not in buffer.getvalue()
     buffer.seek(0)
-    assert torch.load(buffer, weights_only=False).attn_backend == GATHER
+    loaded = torch.load(buffer, weights_only=False)
+    assert loaded.attn_backend == GATHER and loaded not in _LOGGED
+    loaded(x)
+    assert len(log_lines) == 2 and log_lines[0] == log_lines[1]
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -25,12 +25,13 @@ from tolerances import (
     AUTOCAST_BRA_ARGS,
     AUTOCAST_MAP,
     BF16_RELATIVE_TOLERANCE,
+    FP32_ABS_TOLERANCE,
     norm_relative_error,
 )
 
 DIM = 16  # channels of the modules under test; divisible by every head count used
 SIZES = [(1, 1), (3, 5), (7, 7), (13, 13), (20, 20), (20, 15), (15, 20), (40, 40), (41, 37)]
-TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-4}  # max abs error against the float64 reference
+TOLERANCE = {torch.float64: 1e-6, torch.float32: FP32_ABS_TOLERANCE}  # max abs error against the float64 reference
 TOPK_MORE = "more"  # a topk parameter meaning "one more than the number of regions"
 GRAD_SIGNAL = 1e-2  # a compared gradient must reach this magnitude, far above TOLERANCE, to mean something
 TUTORIAL_PADDING_ERROR = 1e-2  # the tutorial's unmasked padding moves outputs by at least this much at 20x15

@@ -9,6 +9,9 @@ BF16_UNIT_ROUNDOFF = 2**-8  # bf16 keeps 8 significant bits: one rounding errs b
 # A BRA forward (or backward) rounds to bf16 a handful of times in sequence (projection, logits, probabilities,
 # attention output, output projection); allow 6 roundings' worth, norm-wise
 BF16_RELATIVE_TOLERANCE = 6 * BF16_UNIT_ROUNDOFF
+FP16_UNIT_ROUNDOFF = 2**-11  # fp16 keeps 11 significant bits
+FP16_RELATIVE_TOLERANCE = 6 * FP16_UNIT_ROUNDOFF  # the same 6 roundings, at fp16's precision (CUDA autocast)
+FP32_ABS_TOLERANCE = 1e-4  # max abs error of a float32 module against the float64 reference
 
 
 def norm_relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

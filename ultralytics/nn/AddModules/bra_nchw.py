@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import NamedTuple
 
 import torch
 from torch import nn
-from ultralytics.utils import LOGGER
 
-from .attention_paths import AUTO, PathChoice, backend_name, choose_path
+from .attention_paths import AUTO, PathChoice, backend_name, choose_path, log_once
 from .checks import check_heads, check_input, check_min, check_side_dwconv
 from .lce import depthwise_conv
 from .regions import RegionGrid, Size, at_most, bra_grid, from_regions, map_size, qkv_to_regions, region_means
@@ -18,8 +16,6 @@ from .routed_attention import region_attention
 from .routing_precision import autocast_off, routing_dtype
 
 __all__ = ("BiLevelRoutingAttention_nchw", "RegionRouting")
-
-_LOGGED_PATHS: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()  # outside the pickle
 
 
 class RegionRouting(NamedTuple):
@@ -114,32 +110,30 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         self._attn_backend = backend_name(type(self).__name__, value)
 
     def __setstate__(self, state: dict) -> None:
-        """Restore a pickled module: tutorial checkpoints carry a function as `attn_fn`, which is dropped, and
-        neither they nor earlier checkpoints of this fork record an attention path, so they run "auto"."""
+        """Restore a pickled module, dropping the tutorial's `attn_fn`; checkpoints without a path run "auto".
+
+        Tutorial checkpoints carry a function as `attn_fn`; neither they nor earlier checkpoints of this fork record
+        an attention path.
+        """
         state = {k: v for k, v in state.items() if k != "attn_fn"}
         super().__setstate__({"_attn_backend": AUTO, **state})
 
-    def attention_path(self, grid: RegionGrid, device: torch.device, need_weights: bool) -> PathChoice:
-        """The token-attention path this call runs (`attention_paths.choose_path`), logged once per layer and path.
+    def attention_path(self, grid: RegionGrid, device: torch.device, need_weights: bool, training: bool) -> PathChoice:
+        """The token-attention path a call runs (`attention_paths.choose_path`), logged once per layer and path.
 
         Args:
             grid (RegionGrid): Region grid of the map.
             device (torch.device): Device of the input.
             need_weights (bool): Whether the attention matrix is returned.
+            training (bool): Whether a gradient is recorded.
 
         Returns:
             (PathChoice): The path and why it was chosen.
         """
         name = type(self).__name__
         tokens = 0 if grid.symbolic else grid.tokens
-        choice = choose_path(name, self.attn_backend, device, tokens, need_weights, grid.symbolic)
-        if not torch.compiler.is_compiling():
-            logged = _LOGGED_PATHS.setdefault(self, set())
-            if choice.path not in logged:
-                logged.add(choice.path)
-                LOGGER.info(
-                    f"{name}(dim={self.dim}, heads={self.num_heads}): {choice.path} attention ({choice.reason})"
-                )
+        choice = choose_path(name, self.attn_backend, device, tokens, need_weights, grid.symbolic, training)
+        log_once(self, f"{name}(dim={self.dim}, heads={self.num_heads})", choice)
         return choice
 
     def region_grid(self, h: Size, w: Size) -> RegionGrid:
@@ -202,7 +196,8 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         check_input(x, self.dim, type(self).__name__)
         grid = self.region_grid(*map_size(x, symbolic=self.dynamic and torch.jit.is_tracing()))
         qkv = self.qkv_linear(x)
-        path = self.attention_path(grid, x.device, ret_attn_mask).path
+        training = torch.is_grad_enabled() and (x.requires_grad or self.qkv_linear.weight.requires_grad)
+        path = self.attention_path(grid, x.device, ret_attn_mask, training).path
         q, k, v = qkv_to_regions(qkv, grid, self.num_heads)
         graph = self.route(q, k, grid).unsqueeze(1).expand(-1, self.num_heads, -1, -1)
         out, attn = region_attention(q, k, v, graph, self.scale, grid, need_weights=ret_attn_mask, path=path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attention_paths import GATHER, PATHS, auto_path
+from .attention_paths import AUTO, GATHER, PATHS, choose_path
 from .checks import check
 from .regions import RegionGrid, from_regions, gather_regions, region_grid, region_valid, static_shape, to_regions
 
@@ -58,7 +58,7 @@ def region_attention(
     scale: float,
     kv_grid: RegionGrid,
     need_weights: bool,
-    path: str = GATHER,
+    path: str,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Token-to-token attention from each query region to the tokens of its routed key regions.
 
@@ -261,6 +261,6 @@ def regional_routing_attention_torch(
     q = to_regions(query, q_grid, heads)
     k = to_regions(key, kv_grid, heads)
     v = to_regions(value, kv_grid, heads)
-    path = auto_path(q.device, kv_grid.tokens, need_weights=True, symbolic=False).path
+    path = choose_path(name, AUTO, q.device, kv_grid.tokens, need_weights=True, symbolic=False, training=False).path
     out, attn = region_attention(q, k, v, region_graph, scale, kv_grid, need_weights=True, path=path)
     return from_regions(out, q_grid, heads), attn
