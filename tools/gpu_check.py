@@ -30,6 +30,7 @@ import importlib
 import importlib.util
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -51,6 +52,9 @@ REQUIRED = ("torch", "torchvision", "ultralytics", "einops", "polars", "cv2", "m
 OPTIONAL = ("thop",)  # Ultralytics reports 0 GFLOPs without it
 BIFORMER_YAMLS = ("rtdetr-l-Biformer.yaml", "rtdetr-l-HGBlock_Biformer.yaml")
 TRAIN_YAMLS = (MODEL_PLAIN, *BIFORMER_YAMLS)
+# Ultralytics' `deterministic=True` sets this (init_seeds), but cuBLAS reads it once per process, at its first GEMM:
+# set from the start, so that the deterministic runs measure what `yolo train` runs
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 REPORT_JSON, REPORT_MD = "gpu-check.json", "gpu-check.md"
 AMP = "fp16"  # Ultralytics' AMP: fp16 autocast with a gradient scaler
 
@@ -133,7 +137,7 @@ GPU_TARGETS = (
 
 
 def preflight() -> None:
-    """Check, without importing anything, that every module the run imports is installed.
+    """Check, without importing them, that the modules the run imports besides torch (imported first) are installed.
 
     Raises:
         SystemExit: Naming the missing modules and the docs section that says how to bring their wheels.
@@ -399,6 +403,7 @@ def training_section(kit: KitPlan, device_arg: str, runs: Path, log: Callable[[s
             plots=False,
             verbose=False,
         )
+        del model  # its trainer holds the model, EMA and optimizer state on the device
         allocated = round(torch.cuda.max_memory_allocated() / MIB, 1) if cuda else None
         reserved = round(torch.cuda.max_memory_reserved() / MIB, 1) if cuda else None  # upstream's GPU_mem
         losses = epoch.get("losses", {})
@@ -482,6 +487,9 @@ def markdown(results: dict) -> str:
             "train_peak_mib",
         ]
         table("Whole model", sections["model"]["result"], columns)
+        warned = sorted({w for row in sections["model"]["result"] if row["deterministic"] for w in row["warnings"]})
+        lines.extend(["", "Warnings during the deterministic runs (all three models of a YAML):", ""])
+        lines.extend(f"- {w}" for w in warned or ["none"])
     if sections["training"]["ok"]:
         columns = [
             "yaml",
@@ -514,6 +522,7 @@ def run(kit: KitPlan, device_arg: str, report: Path, runs: Path, log: Callable[[
     from yolo_offline import prepare
 
     preflight()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
     prepare(runs / "yolo-config")
     device = torch.device("cpu" if device_arg == "cpu" else f"cuda:{device_arg}")
     if device.type == "cuda":

@@ -98,13 +98,16 @@ def test_finite_losses():
     assert not gpu_check.finite({})
 
 
-def test_missing_wheel_named_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_missing_wheel_named_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     """Without a required package the kit stops at once, naming it and the docs section that says how to bring it,
     before any section runs or any report is written."""
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "polars" else find_spec(name))
     with pytest.raises(SystemExit, match=r"missing \['polars'\].*docs/gpu.md"):
         gpu_check.main(["--device", "cpu", "--quick", "--report", str(tmp_path / "report")])
+    assert "gpu_check: correctness" not in capsys.readouterr().out  # no section started
     assert not (tmp_path / "report").exists()
 
 
