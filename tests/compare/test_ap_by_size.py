@@ -14,7 +14,7 @@ from faster_coco_eval import COCO, COCOeval_faster
 from torch import nn
 
 from ultralytics import RTDETR
-from ultralytics.biformer.compare.evaluate import validate
+from ultralytics.biformer.compare.evaluate import ap_by_size, validate
 
 from .conftest import NARROW
 
@@ -120,3 +120,9 @@ def test_map_precision_recall_equal_upstream_val(fixed_case: tuple[RTDETR, Path,
     expected = {"mAP50": box.map50, "mAP50-95": box.map, "precision": box.mp, "recall": box.mr}
     assert {k: result[k] for k in expected} == pytest.approx(expected, abs=1e-9)
     assert 0.1 < box.map < box.map50 and 0.1 < box.mp < box.mr
+
+
+def test_size_without_objects_reads_none():
+    """faster-coco-eval's -1 for an area range without objects becomes None; every other value, 0 included, stays."""
+    stats = {"metrics/mAP_small(B)": -1.0, "metrics/mAP_medium(B)": 0.0, "metrics/mAP_large(B)": 0.25}
+    assert ap_by_size(stats) == {"AP_small": None, "AP_medium": 0.0, "AP_large": 0.25}

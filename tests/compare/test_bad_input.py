@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ultralytics.biformer.compare import CompareError, compare
+from ultralytics.biformer.compare.inputs import entries
 
 from .conftest import NARROW, ROOT
 
@@ -126,3 +127,13 @@ def test_make_compare_passes_variables_through():
         "-m ultralytics.biformer.compare models=a.yaml,b.pt data=/d/data.yaml epochs=7 imgsz=96 batch=2 device=0 "
         "workers=3 project=/p lr0=0.001 patience=5"
     ) in command
+
+
+def test_run_names_unique_whatever_the_file_names(tmp_path: Path):
+    """Repeated stems get -2, -3, ... past any name already taken: a/best.pt, b/best-2.pt, c/best.pt cannot collide."""
+    specs = []
+    for folder, name in (("a", "best.pt"), ("b", "best-2.pt"), ("c", "best.pt"), ("d", "best.pt")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes(b"")
+        specs.append(str(tmp_path / folder / name))
+    assert [e.name for e in entries(specs)] == ["best", "best-2", "best-3", "best-4"]

@@ -55,3 +55,43 @@ def test_other_settings_stop_before_training(compared: Path, data_yaml: Path):
         "give another project, or delete that folder to train it again"
     )
     assert _snapshot(compared) == before
+
+
+@pytest.mark.slow
+def test_moved_project_reruns_from_its_new_place(compared: Path, data_yaml: Path, tmp_path: Path):
+    """Results record their checkpoints relative to the run, so a moved project reruns (latency included) from its
+    new place, with the old one gone, and trains nothing."""
+    old = tmp_path / "old"
+    shutil.copytree(compared.parent, old)
+    new = tmp_path / "new"
+    old.rename(new)
+    before = _snapshot(new / "compare" / RUN_NAMES[0])
+    compare(**RUN_ARGS, data=str(data_yaml), project=str(new), plots=False)
+    assert _snapshot(new / "compare" / RUN_NAMES[0]) == before
+    report = json.loads((new / "compare" / "compare.json").read_text())
+    assert all(row["latency_ms"] > 0 and not Path(row["weights"]).is_absolute() for row in report["models"])
+
+
+@pytest.mark.slow
+def test_result_without_settings_refused(compared: Path, data_yaml: Path, tmp_path: Path):
+    """A finished result whose settings file is gone cannot be checked, so it is refused, not reused."""
+    project = tmp_path / "project"
+    shutil.copytree(compared.parent, project)
+    run = project / "compare" / RUN_NAMES[1]
+    (run / "compare-settings.json").unlink()
+    with pytest.raises(CompareError, match=rf"{run} holds a finished result but not the settings"):
+        compare(**RUN_ARGS, data=str(data_yaml), project=str(project), plots=False)
+
+
+@pytest.mark.slow
+def test_result_of_another_model_refused(compared: Path, data_yaml: Path, tmp_path: Path):
+    """A run folder whose result names another model is refused, naming both, before any training."""
+    project = tmp_path / "project"
+    shutil.copytree(compared.parent, project)
+    run = project / "compare" / RUN_NAMES[1]
+    result = json.loads((run / "compare-result.json").read_text())
+    (run / "compare-result.json").write_text(json.dumps({**result, "model": "other.yaml"}))
+    before = _snapshot(project)
+    with pytest.raises(CompareError, match=r"holds the result of model 'other.yaml', not of '.*rtdetr-narrow"):
+        compare(**RUN_ARGS, data=str(data_yaml), project=str(project), plots=False)
+    assert _snapshot(project) == before

@@ -10,7 +10,7 @@ from typing import Any
 from ultralytics.engine.model import Model
 from ultralytics.utils.torch_utils import get_flops
 
-__all__ = ("SIZES", "cost", "training_log", "validate")
+__all__ = ("SIZES", "ap_by_size", "cost", "training_log", "validate")
 
 SIZES = ("small", "medium", "large")  # COCO's area ranges: < 32², 32²–96², > 96² pixels of the original image
 NO_OBJECTS = -1.0  # faster-coco-eval's AP for an area range without ground-truth objects
@@ -60,10 +60,21 @@ def validate(model: Model, data: str, imgsz: int, batch: int, device: str | int,
         "recall": stats["metrics/recall(B)"],
         "val_images": validator.seen,
     }
-    for size in SIZES:
-        value = stats[f"metrics/mAP_{size}(B)"]
-        result[f"AP_{size}"] = None if value == NO_OBJECTS else value
-    return result
+    return {**result, **ap_by_size(stats)}
+
+
+def ap_by_size(stats: dict[str, float]) -> dict[str, float | None]:
+    """AP for small, medium and large objects from the validator's statistics; None where the split has none.
+
+    Args:
+        stats (dict[str, float]): The detection validator's statistics with ``save_json=True``
+            (``metrics/mAP_small(B)`` etc.; faster-coco-eval reports -1 for an area range without objects).
+
+    Returns:
+        (dict[str, float | None]): ``AP_small``, ``AP_medium``, ``AP_large``.
+    """
+    values = {size: stats[f"metrics/mAP_{size}(B)"] for size in SIZES}
+    return {f"AP_{size}": None if value == NO_OBJECTS else value for size, value in values.items()}
 
 
 def cost(model: Model, imgsz: int) -> dict[str, float]:

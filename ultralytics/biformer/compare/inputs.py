@@ -73,7 +73,7 @@ def entries(models: Sequence[str]) -> list[ModelEntry]:
     """
     if not models:
         raise CompareError(f"models: give at least one model, e.g. models={','.join(DEFAULT_MODELS)}")
-    result, seen = [], {}
+    result, taken = [], set()
     for spec in (str(m).strip() for m in models):
         suffix = Path(spec).suffix.lower()
         if suffix not in MODEL_SUFFIXES:
@@ -94,10 +94,18 @@ def entries(models: Sequence[str]) -> list[ModelEntry]:
                     f"Ultralytics (RT-DETR YAMLs: {', '.join(_builtin_rtdetr_yamls())})"
                 ) from e
             source = spec
-        stem = Path(spec).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        result.append(ModelEntry(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}", spec, source))
+        result.append(ModelEntry(_unique_name(Path(spec).stem, taken), spec, source))
     return result
+
+
+def _unique_name(stem: str, taken: set[str]) -> str:
+    """The file stem, or the first of ``stem-2``, ``stem-3``, ... not yet taken; recorded in ``taken``."""
+    name, n = stem, 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}"
+    taken.add(name)
+    return name
 
 
 def load_model(source: str) -> Model:

@@ -30,7 +30,7 @@ from .inputs import (
 from .latency import WARMUP_ROUNDS, measure
 from .plot import write_figure
 from .report import write_csv, write_json, write_markdown
-from .train import PREFIX, RESULT_FILE, check_settings, finished_result, train
+from .train import BEST, PREFIX, RESULT_FILE, check_settings, finished_result, train
 
 __all__ = ("RANKING_MIN_EPOCHS", "compare")
 
@@ -79,7 +79,7 @@ def _run_one(entry: ModelEntry, run_dir: Path, train_args: dict[str, Any]) -> di
     metrics = validate(
         model, train_args["data"], train_args["imgsz"], train_args["batch"], train_args["device"], run_dir / "val"
     )
-    result = {"name": entry.name, "model": entry.spec, "weights": str(best), **size, **metrics}
+    result = {"name": entry.name, "model": entry.spec, "weights": str(BEST), **size, **metrics}  # relative to run_dir
     result.update(training_log(run_dir / "results.csv"))
     (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
     return result
@@ -144,7 +144,8 @@ def compare(
         rows.append(result)
 
     LOGGER.info(f"{PREFIX}latency: {latency_rounds} interleaved rounds of {len(rows)} models at {imgsz}x{imgsz}")
-    for row, ms in zip(rows, measure([Path(r["weights"]) for r in rows], imgsz, device, latency_rounds)):
+    weights = [out / r["name"] / r["weights"] for r in rows]  # recorded relative: a moved project still works
+    for row, ms in zip(rows, measure(weights, imgsz, device, latency_rounds)):
         row["latency_ms"] = ms
 
     notes = []

@@ -12,11 +12,12 @@ from ultralytics.utils import LOGGER
 
 from .inputs import CompareError, ModelEntry, load_model
 
-__all__ = ("PREFIX", "RESULT_FILE", "SETTINGS_FILE", "check_settings", "finished_result", "train")
+__all__ = ("BEST", "PREFIX", "RESULT_FILE", "SETTINGS_FILE", "check_settings", "finished_result", "train")
 
 PREFIX = "compare: "
 SETTINGS_FILE = "compare-settings.json"  # written before training: the model and train arguments of the run
 RESULT_FILE = "compare-result.json"  # written after validation: the run is finished
+BEST = Path("weights") / "best.pt"  # a run's best checkpoint, relative to its run folder (as results record it)
 
 
 def _run_settings(entry: ModelEntry, train_args: dict[str, Any]) -> dict[str, Any]:
@@ -33,9 +34,21 @@ def check_settings(entry: ModelEntry, run_dir: Path, train_args: dict[str, Any])
         train_args (dict[str, Any]): The comparison's train arguments.
 
     Raises:
-        CompareError: If ``run_dir`` holds settings that differ, naming each difference.
+        CompareError: If ``run_dir`` holds settings that differ, naming each difference; a finished result without
+            the settings it was trained with; or a result recorded for another model.
     """
     file = run_dir / SETTINGS_FILE
+    result = finished_result(run_dir)
+    if result is not None and not file.is_file():
+        raise CompareError(
+            f"{run_dir} holds a finished result but not the settings it was trained with ({SETTINGS_FILE}), so it "
+            "cannot be checked: delete that folder to train it again"
+        )
+    if result is not None and result.get("model") != entry.spec:
+        raise CompareError(
+            f"{run_dir} holds the result of model {result.get('model')!r}, not of {entry.spec!r}: give another "
+            "project, or delete that folder to train it again"
+        )
     if not file.is_file():
         return
     old, new = json.loads(file.read_text()), json.loads(json.dumps(_run_settings(entry, train_args)))
@@ -79,7 +92,7 @@ def train(entry: ModelEntry, run_dir: Path, train_args: dict[str, Any]) -> Path:
     (run_dir / SETTINGS_FILE).write_text(json.dumps(_run_settings(entry, train_args), indent=2))
     model = load_model(entry.source)
     model.train(**train_args, project=str(run_dir.parent), name=run_dir.name, exist_ok=True)
-    best = run_dir / "weights" / "best.pt"
+    best = run_dir / BEST
     if not best.is_file():
         raise RuntimeError(f"{entry.name}: training wrote no {best}")
     return best
