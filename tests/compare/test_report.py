@@ -10,6 +10,7 @@ import pytest
 
 from ultralytics import RTDETR
 from ultralytics.biformer.compare import report as compare_report
+from ultralytics.biformer.compare.report import RANKING_MIN_EPOCHS, run_notes, settings_line
 
 from .conftest import IMGSZ, RUN_NAMES, read_csv
 
@@ -107,3 +108,23 @@ def test_markdown_differences_have_the_sign_of_variant_minus_baseline(tmp_path: 
     assert cells["mAP50"] == "0.500 (+0.250)"
     assert cells["latency ms"] == "150.0 (+50 %)"
     assert cells["AP large"] == compare_report.NO_VALUE
+
+
+def test_short_run_note_at_its_boundary():
+    """Runs below RANKING_MIN_EPOCHS get the note that they rank nothing; from it on, none."""
+    assert run_notes(RANKING_MIN_EPOCHS) == []
+    (note,) = run_notes(RANKING_MIN_EPOCHS - 1)
+    assert note.startswith(f"A short run ({RANKING_MIN_EPOCHS - 1} epochs)") and "ranks nothing" in note
+
+
+def test_settings_line_names_dataset_arguments_device_and_versions():
+    """The report's settings line names everything a reader needs to reproduce the table, `data` only once."""
+    environment = {
+        "device": {"name": "cpu X"},
+        "versions": {"ultralytics": "8.4.190", "ultralytics-biformer": "v", "torch": "t"},
+    }
+    line = settings_line("d.yaml", 3, 4, {"data": "d.yaml", "epochs": 2, "seed": 0}, environment, 12.3)
+    assert line == (
+        "Dataset `d.yaml` (3 classes, 4 val images); epochs=2, seed=0; device cpu X; ultralytics 8.4.190 "
+        "(ultralytics-biformer v), torch t; 12 s wall time."
+    )

@@ -9,7 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ("COLUMNS", "Column", "write_csv", "write_json", "write_markdown")
+__all__ = (
+    "COLUMNS",
+    "RANKING_MIN_EPOCHS",
+    "Column",
+    "run_notes",
+    "settings_line",
+    "write_csv",
+    "write_json",
+    "write_markdown",
+)
+
+# Below this many epochs RT-DETR has barely left its warm-up; differences between models are noise, not a ranking.
+RANKING_MIN_EPOCHS = 50
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,42 @@ def _cell(column: Column, value: float | None, baseline: float | None) -> str:
     if column.relative:
         return f"{text} ({(value / baseline - 1) * 100:+.0f} %)" if baseline else text
     return f"{text} ({value - baseline:+.3f})"
+
+
+def run_notes(epochs: int) -> list[str]:
+    """Sentences the report puts above its table: that a run shorter than RANKING_MIN_EPOCHS ranks nothing."""
+    if epochs >= RANKING_MIN_EPOCHS:
+        return []
+    return [
+        f"A short run ({epochs} epochs): it shows that the comparison works and ranks nothing. Differences between "
+        "these models are noise; compare on your own data with enough epochs (docs/compare.md)."
+    ]
+
+
+def settings_line(
+    data_yaml: str, nc: int, val_images: int, args: dict[str, Any], environment: dict[str, Any], wall: float
+) -> str:
+    """The report's line naming the dataset, the train arguments, the device, the versions and the wall time.
+
+    Args:
+        data_yaml (str): Dataset YAML.
+        nc (int): Its class count.
+        val_images (int): Validation images.
+        args (dict[str, Any]): Train arguments (``data`` is left out: named first).
+        environment (dict[str, Any]): ``device`` (with ``name``) and ``versions`` (ultralytics, ultralytics-biformer,
+            torch), as compare.json records them.
+        wall (float): Wall time of the comparison in seconds.
+
+    Returns:
+        (str): One markdown line.
+    """
+    versions = environment["versions"]
+    return (
+        f"Dataset `{data_yaml}` ({nc} classes, {val_images} val images); "
+        + ", ".join(f"{k}={v}" for k, v in args.items() if k != "data")
+        + f"; device {environment['device']['name']}; ultralytics {versions['ultralytics']} "
+        f"(ultralytics-biformer {versions['ultralytics-biformer']}), torch {versions['torch']}; {wall:.0f} s wall time."
+    )
 
 
 def write_markdown(path: Path, rows: list[dict[str, Any]], notes: list[str], settings_line: str) -> None:

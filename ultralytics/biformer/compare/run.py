@@ -29,13 +29,11 @@ from .inputs import (
 )
 from .latency import WARMUP_ROUNDS, measure
 from .plot import write_figure
-from .report import write_csv, write_json, write_markdown
+from .report import RANKING_MIN_EPOCHS, run_notes, settings_line, write_csv, write_json, write_markdown
 from .train import BEST, PREFIX, RESULT_FILE, check_settings, finished_result, train
 
 __all__ = ("RANKING_MIN_EPOCHS", "compare")
 
-# Below this many epochs RT-DETR has barely left its warm-up; differences between models are noise, not a ranking.
-RANKING_MIN_EPOCHS = 50
 DEFAULT_SEED = 0  # upstream's default, set explicitly: every model of a comparison trains with the same seed
 
 
@@ -148,25 +146,14 @@ def compare(
     for row, ms in zip(rows, measure(weights, imgsz, device, latency_rounds)):
         row["latency_ms"] = ms
 
-    notes = []
-    if epochs < RANKING_MIN_EPOCHS:
-        notes.append(
-            f"A short run ({epochs} epochs): it shows that the comparison works and ranks nothing. Differences between "
-            "these models are noise; compare on your own data with enough epochs (docs/compare.md)."
-        )
+    notes = run_notes(epochs)
     environment = _environment(device)
     wall = time.perf_counter() - start
     settings = {"models": [e.spec for e in model_entries], **args, "latency_rounds": latency_rounds}
     settings["latency_warmup_rounds"] = WARMUP_ROUNDS
     out.mkdir(parents=True, exist_ok=True)
-    versions = environment["versions"]
-    settings_line = (
-        f"Dataset `{data_yaml}` ({dataset['nc']} classes, {rows[0]['val_images']} val images); "
-        + ", ".join(f"{k}={v}" for k, v in args.items() if k != "data")
-        + f"; device {environment['device']['name']}; ultralytics {versions['ultralytics']} "
-        f"(ultralytics-biformer {versions['ultralytics-biformer']}), torch {versions['torch']}; {wall:.0f} s wall time."
-    )
-    write_markdown(out / "compare.md", rows, notes, settings_line)
+    line = settings_line(data_yaml, dataset["nc"], rows[0]["val_images"], args, environment, wall)
+    write_markdown(out / "compare.md", rows, notes, line)
     write_csv(out / "compare.csv", rows)
     document = {"notes": notes, "baseline": rows[0]["name"], "settings": settings, **environment}
     document.update(dataset={"yaml": data_yaml, "nc": dataset["nc"], "names": dataset["names"]}, wall_time_s=wall)
