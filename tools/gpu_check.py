@@ -428,7 +428,7 @@ def training_section(kit: KitPlan, device_arg: str, runs: Path, log: Callable[[s
 
 def markdown(results: dict) -> str:
     """The report as markdown: environment, section status, correctness, targets and the key ratio tables."""
-    from report import format_table
+    from report import COMPARISON_COLUMNS, MODEL_COLUMNS, format_table
 
     lines = [f"# gpu_check ({results['plan']['name']})", "", f"- device: {results['env']['device_name']}"]
     lines += [f"- {k}: {v}" for k, v in results["env"]["versions"].items()]
@@ -457,35 +457,10 @@ def markdown(results: dict) -> str:
     if results.get("targets"):
         table("Targets", results["targets"], ["target", "limit", "worst", "met"])
     if sections["module"]["ok"]:
-        columns = [
-            "size",
-            "batch",
-            "heads",
-            "precision",
-            "variant",
-            "path",
-            "fwd_x_floor",
-            "fwdbwd_x_floor",
-            "mem_x_floor",
-            "time_x_baseline",
-            "mem_x_baseline",
-            "fwdbwd_x_dense",
-        ]
+        columns = [*COMPARISON_COLUMNS, "time_x_baseline", "mem_x_baseline"]
         table("Module ratios", sections["module"]["result"]["comparisons"], columns)
     if sections["model"]["ok"]:
-        columns = [
-            "yaml",
-            "deterministic",
-            "precision",
-            "model",
-            "train_ms",
-            "infer_ms",
-            "train_x_floor",
-            "infer_x_floor",
-            "train_x_rtdetr_l",
-            "train_x_nondeterministic",
-            "train_peak_mib",
-        ]
+        columns = ["yaml", "deterministic", *MODEL_COLUMNS, "train_x_nondeterministic", "train_peak_mib"]
         table("Whole model", sections["model"]["result"], columns)
         warned = sorted({w for row in sections["model"]["result"] if row["deterministic"] for w in row["warnings"]})
         lines.extend(["", "Warnings during the deterministic runs (all three models of a YAML):", ""])
