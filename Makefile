@@ -23,9 +23,12 @@ SYNTHETIC_DATA := $(CURDIR)/build/synthetic/data.yaml
 SYNTHETIC_TRAIN := 32
 SYNTHETIC_VAL := 8
 REAL_RUN := make train DATA=/abs/path/data.yaml EPOCHS=100 IMGSZ=640 BATCH=16 DEVICE=0
-# make compare: the variables of make train, plus MODELS (comma-separated, the first is the baseline) and ARGS (any
-# other train arguments, e.g. ARGS="lr0=0.0001 patience=20"); see docs/compare.md
+# make compare: the variables of make train, plus MODELS (comma-separated, the first is the baseline), SEEDS (a count,
+# or a list such as 0,3,7), FORMATS (exports to validate too, e.g. onnx,openvino) and ARGS (any other train arguments,
+# e.g. ARGS="lr0=0.0001 patience=20"); see docs/compare.md
 MODELS ?= rtdetr-l.yaml,rtdetr-l-Biformer.yaml,rtdetr-l-HGBlock_Biformer.yaml
+SEEDS ?= 1
+FORMATS ?=
 ARGS ?=
 COMPARE_DATA := $(CURDIR)/build/synthetic-compare/data.yaml
 
@@ -81,7 +84,8 @@ $(SYNTHETIC_DATA): tools/synthetic_dataset.py | venv
 .PHONY: compare
 compare: develop offline $(if $(DATA),,$(COMPARE_DATA))  ## train MODELS alike on DATA -> PROJECT/compare (table, figure)
 	$(PY) -m ultralytics.biformer.compare models=$(MODELS) data=$(or $(DATA),$(COMPARE_DATA)) epochs=$(EPOCHS) \
-		imgsz=$(IMGSZ) batch=$(BATCH) device=$(DEVICE) workers=$(WORKERS) project=$(PROJECT) $(ARGS)
+		imgsz=$(IMGSZ) batch=$(BATCH) device=$(DEVICE) workers=$(WORKERS) project=$(PROJECT) seeds=$(SEEDS) \
+		$(if $(FORMATS),formats=$(FORMATS)) $(ARGS)
 
 $(COMPARE_DATA): tools/synthetic_dataset.py | venv
 	$(PY) tools/synthetic_dataset.py --out $(dir $@) --train 8 --val 8 --imgsz 160 --seed 0

@@ -102,7 +102,7 @@ def fixed_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[RTDETR, Path, 
 def test_ap_by_size_equals_faster_coco_eval(fixed_case: tuple[RTDETR, Path, Path]):
     """compare's AP small/medium/large are faster-coco-eval's figures for the known boxes: 0.5, 0.35 and 0.9."""
     model, data, save_dir = fixed_case
-    result = validate(model, str(data), imgsz=SIDE, batch=2, device="cpu", save_dir=save_dir)
+    result, _ = validate(model, str(data), imgsz=SIDE, batch=2, device="cpu", save_dir=save_dir)
     reference = _faster_coco_eval()
     assert {size: reference[f"AP_{size}"] for size in EXPECTED_AP} == pytest.approx(EXPECTED_AP, abs=1e-6)
     assert {size: result[f"AP_{size}"] for size in EXPECTED_AP} == pytest.approx(
@@ -115,11 +115,22 @@ def test_ap_by_size_equals_faster_coco_eval(fixed_case: tuple[RTDETR, Path, Path
 def test_map_precision_recall_equal_upstream_val(fixed_case: tuple[RTDETR, Path, Path], tmp_path: Path):
     """compare's mAP50, mAP50-95, P and R on the fixed case equal upstream's `model.val` on it (none trivial, P != R)."""
     model, data, save_dir = fixed_case
-    result = validate(model, str(data), imgsz=SIDE, batch=2, device="cpu", save_dir=save_dir)
+    result, _ = validate(model, str(data), imgsz=SIDE, batch=2, device="cpu", save_dir=save_dir)
     box = model.val(data=str(data), imgsz=SIDE, batch=2, project=str(tmp_path), plots=False).box
     expected = {"mAP50": box.map50, "mAP50-95": box.map, "precision": box.mp, "recall": box.mr}
     assert {k: result[k] for k in expected} == pytest.approx(expected, abs=1e-9)
     assert 0.1 < box.map < box.map50 and 0.1 < box.mp < box.mr
+
+
+@pytest.mark.slow
+def test_per_image_statistics_recompute_the_validators_map(fixed_case: tuple[RTDETR, Path, Path]):
+    """The kept per-image statistics hold every image's detections and objects, and recompute the validator's own
+    mAP50-95 exactly: the bootstrap's point estimate is the table's figure."""
+    model, data, save_dir = fixed_case
+    result, per_image = validate(model, str(data), imgsz=SIDE, batch=3, device="cpu", save_dir=save_dir)
+    assert per_image.pred_counts.tolist() == [len(DETECTIONS)] * IMAGES  # batch 3: images of two batches
+    assert per_image.target_counts.tolist() == [len(TRUTH)] * IMAGES
+    assert per_image.map50_95() == pytest.approx(result["mAP50-95"], abs=1e-12) and result["mAP50-95"] > 0.1
 
 
 def test_size_without_objects_reads_none():

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from ultralytics.biformer.compare import CompareError, compare
-from ultralytics.biformer.compare.inputs import entries
+from ultralytics.biformer.compare.__main__ import parse
+from ultralytics.biformer.compare.exports import check_formats
+from ultralytics.biformer.compare.inputs import check_seeds, entries
 
 from .conftest import NARROW, ROOT
 
@@ -85,6 +87,14 @@ def test_missing_dataset(tmp_path: Path, data_yaml: Path):
         ({"imgsz": [64, 64]}, "imgsz: a positive int, got [64, 64]"),
         ({"latency_rounds": 0}, "latency_rounds: a positive int, got 0"),
         ({"epochs": "ten"}, "train arguments: 'epochs=ten' is of invalid type str"),
+        ({"seeds": 0}, "seeds: a count (seeds=3) or a list of seeds (seeds=0,3,7), got 0"),
+        ({"seeds": "0,x"}, "seeds: a count (seeds=3) or a list of seeds (seeds=0,3,7), got '0,x'"),
+        ({"seeds": [1, 1]}, "seeds: each seed once, got [1, 1]"),
+        ({"seeds": [0, 3], "seed": 2}, "seed=2 with seeds=[0, 3]: give a count from a first seed, or a list"),
+        ({"seed": -1}, "seed: a non-negative int, got -1"),
+        ({"formats": "onnx,tflite"}, "formats: tflite not in the parity matrix (allowed: torchscript, onnx, openvino)"),
+        ({"bootstrap": 0}, "bootstrap: a positive int, got 0"),
+        ({"bootstrap_seed": "x"}, "bootstrap_seed: a non-negative int, got 'x'"),
     ],
 )
 def test_bad_train_arguments(tmp_path: Path, data_yaml: Path, kwargs: dict, message: str):
@@ -111,11 +121,13 @@ def test_command_line_exits_with_the_message(tmp_path: Path, data_yaml: Path):
 
 
 def test_make_compare_passes_variables_through():
-    """`make compare` hands DATA, MODELS, EPOCHS, IMGSZ, BATCH, DEVICE, WORKERS, PROJECT and ARGS to the command."""
+    """`make compare` hands DATA, MODELS, EPOCHS, IMGSZ, BATCH, DEVICE, WORKERS, PROJECT, SEEDS, FORMATS and ARGS to
+    the command."""
     result = subprocess.run(
         [
-            "make", "-n", "--no-print-directory", "compare", "DATA=/d/data.yaml", "MODELS=a.yaml,b.pt", "EPOCHS=7",
-            "IMGSZ=96", "BATCH=2", "DEVICE=0", "WORKERS=3", "PROJECT=/p", "ARGS=lr0=0.001 patience=5",
+            *("make", "-n", "--no-print-directory", "compare", "DATA=/d/data.yaml", "MODELS=a.yaml,b.pt", "EPOCHS=7"),
+            *("IMGSZ=96", "BATCH=2", "DEVICE=0", "WORKERS=3", "PROJECT=/p", "SEEDS=0,3,7", "FORMATS=onnx,openvino"),
+            "ARGS=lr0=0.001 patience=5",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -125,7 +137,7 @@ def test_make_compare_passes_variables_through():
     command = " ".join(result.stdout.replace("\\\n", " ").split())
     assert (
         "-m ultralytics.biformer.compare models=a.yaml,b.pt data=/d/data.yaml epochs=7 imgsz=96 batch=2 device=0 "
-        "workers=3 project=/p lr0=0.001 patience=5"
+        "workers=3 project=/p seeds=0,3,7 formats=onnx,openvino lr0=0.001 patience=5"
     ) in command
 
 
@@ -137,3 +149,22 @@ def test_run_names_unique_whatever_the_file_names(tmp_path: Path):
         (tmp_path / folder / name).write_bytes(b"")
         specs.append(str(tmp_path / folder / name))
     assert [e.name for e in entries(specs)] == ["best", "best-2", "best-3", "best-4"]
+
+
+@pytest.mark.parametrize(
+    "seeds, seed, expected",
+    [(1, None, [0]), (3, 5, [5, 6, 7]), ("2", None, [0, 1]), ("0,3,7", None, [0, 3, 7]), ([4, 2], None, [4, 2])],
+)
+def test_seeds_are_a_count_from_seed_or_a_list(seeds, seed, expected: list[int]):
+    """seeds=N trains seed, seed+1, ... seed+N-1 (seed defaults to 0); a list is taken as given, in order."""
+    assert check_seeds(seeds, seed) == expected
+
+
+def test_command_line_keeps_seed_and_format_lists():
+    """On the command line seeds=0,3,7 and formats=onnx,openvino stay lists for compare, not tuples or numbers."""
+    assert parse(["seeds=0,3,7", "formats=onnx,openvino", "seed=2"]) == {
+        "seeds": "0,3,7",
+        "formats": "onnx,openvino",
+        "seed": 2,
+    }
+    assert check_formats("ONNX, openvino,onnx") == ["onnx", "openvino"] and check_formats(None) == []

@@ -3,8 +3,10 @@
 
 Keys: ``models`` (comma-separated YAMLs or checkpoints, the first is the baseline; default: rtdetr-l.yaml,
 rtdetr-l-Biformer.yaml, rtdetr-l-HGBlock_Biformer.yaml), ``data``, ``epochs``, ``imgsz``, ``batch``, ``device``,
-``workers``, ``project``, ``latency_rounds``, and any other upstream train argument (``lr0=0.001``, ``seed=1`` ...),
-written as for the ``yolo`` CLI. Writes PROJECT/compare/compare.{md,csv,json,png}; see docs/compare.md.
+``workers``, ``project``, ``latency_rounds``, ``seeds`` (a count, ``seeds=3``: seeds ``seed`` ... ``seed+2``, or a
+list, ``seeds=0,3,7``), ``bootstrap`` (resamples, 1000), ``bootstrap_seed`` (0), ``formats`` (exports to validate too,
+e.g. ``formats=onnx,openvino``), and any other upstream train argument (``lr0=0.001``, ``seed=1`` ...), written as for
+the ``yolo`` CLI. Writes PROJECT/compare/compare.{md,csv,json,png}; see docs/compare.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from ultralytics.cfg import smart_value
 
 from . import CompareError, compare
 
-VERBATIM_KEYS = frozenset({"models", "data", "project", "device"})  # kept as strings (e.g. device=0,1 is not a tuple)
+# kept as strings (e.g. device=0,1 is not a tuple; seeds=0,3,7 and formats=onnx,openvino are lists compare reads)
+VERBATIM_KEYS = frozenset({"models", "data", "project", "device", "seeds", "formats"})
 
 
 def parse(argv: list[str]) -> dict:

@@ -10,6 +10,8 @@ from typing import Any
 from ultralytics.engine.model import Model
 from ultralytics.utils.torch_utils import get_flops
 
+from .per_image import PerImageStats, keep_per_image_stats
+
 __all__ = ("SIZES", "ap_by_size", "cost", "training_log", "validate")
 
 SIZES = ("small", "medium", "large")  # COCO's area ranges: < 32², 32²–96², > 96² pixels of the original image
@@ -17,15 +19,18 @@ NO_OBJECTS = -1.0  # faster-coco-eval's AP for an area range without ground-trut
 MAP_COLUMN = "metrics/mAP50-95(B)"  # upstream's results.csv column of the per-epoch validation
 
 
-def validate(model: Model, data: str, imgsz: int, batch: int, device: str | int, save_dir: Path) -> dict[str, Any]:
+def validate(
+    model: Model, data: str, imgsz: int, batch: int, device: str | int, save_dir: Path
+) -> tuple[dict[str, Any], PerImageStats]:
     """Validate a model on the dataset's ``val`` split with upstream's validator and ``save_json=True``.
 
     With ``save_json=True`` upstream's detection validator builds COCO-format ground truth for any dataset and runs
     faster-coco-eval on the predictions, which adds AP for small, medium and large objects to its statistics.
-    The validator is called as ``Model.val`` calls it, keeping the statistics ``Model.val`` does not return.
+    The validator is called as ``Model.val`` calls it, keeping the statistics ``Model.val`` does not return, and its
+    per-image statistics (from which the bootstrap recomputes mAP50-95 on resampled images).
 
     Args:
-        model (Model): An upstream model wrapper (YOLO or RTDETR) holding the trained network.
+        model (Model): An upstream model wrapper (YOLO or RTDETR) holding the trained network, or an exported one.
         data (str): Dataset YAML.
         imgsz (int): Validation image size.
         batch (int): Validation batch size.
@@ -33,8 +38,9 @@ def validate(model: Model, data: str, imgsz: int, batch: int, device: str | int,
         save_dir (Path): Folder for the validator's outputs (``predictions.json``).
 
     Returns:
-        (dict[str, Any]): ``mAP50``, ``mAP50-95``, ``AP_small``, ``AP_medium``, ``AP_large`` (None for a size without
-            objects in the split), ``precision``, ``recall`` and ``val_images``.
+        (tuple[dict[str, Any], PerImageStats]): ``mAP50``, ``mAP50-95``, ``AP_small``, ``AP_medium``, ``AP_large``
+            (None for a size without objects in the split), ``precision``, ``recall`` and ``val_images``; and the
+            per-image statistics of the validation.
     """
     args = {
         **model.overrides,
@@ -51,7 +57,9 @@ def validate(model: Model, data: str, imgsz: int, batch: int, device: str | int,
         "exist_ok": True,
         "mode": "val",
     }
-    validator = model.task_map[model.task]["validator"](args=args, _callbacks=model.callbacks)
+    callbacks = {event: list(functions) for event, functions in model.callbacks.items()}  # ours stay off the model
+    validator = model.task_map[model.task]["validator"](args=args, _callbacks=callbacks)
+    kept = keep_per_image_stats(validator)
     stats = validator(model=model.model)
     result = {
         "mAP50": stats["metrics/mAP50(B)"],
@@ -60,7 +68,7 @@ def validate(model: Model, data: str, imgsz: int, batch: int, device: str | int,
         "recall": stats["metrics/recall(B)"],
         "val_images": validator.seen,
     }
-    return {**result, **ap_by_size(stats)}
+    return {**result, **ap_by_size(stats)}, PerImageStats.from_validator(kept)
 
 
 def ap_by_size(stats: dict[str, float]) -> dict[str, float | None]:

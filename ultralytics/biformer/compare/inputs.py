@@ -23,6 +23,7 @@ __all__ = (
     "ModelEntry",
     "check_data",
     "check_model",
+    "check_seeds",
     "check_train_args",
     "entries",
     "load_model",
@@ -176,6 +177,49 @@ def check_data(data: str | Path | None) -> tuple[str, dict[str, Any]]:
         return str(Path(path).resolve()), check_det_dataset(path)
     except Exception as e:
         raise CompareError(f"data: {data} is not a usable detection dataset: {e}") from e
+
+
+def _seed_list(seeds: str | Sequence[int]) -> list[int]:
+    """Read an explicit seed list: ints, or a comma-separated string of them."""
+    items = [s.strip() for s in seeds.split(",")] if isinstance(seeds, str) else list(seeds)
+    try:
+        values = [int(s) if isinstance(s, str) else s for s in items]
+    except ValueError:
+        values = None
+    if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values):
+        raise CompareError(f"seeds: a count (seeds=3) or a list of seeds (seeds=0,3,7), got {seeds!r}")
+    if len(set(values)) != len(values):
+        raise CompareError(f"seeds: each seed once, got {seeds!r}")
+    return values
+
+
+def check_seeds(seeds: int | str | Sequence[int], seed: int | None) -> list[int]:
+    """Resolve the seeds every model trains with: a count N from ``seed`` (``seed``, ``seed+1``, ...) or a list.
+
+    Args:
+        seeds (int | str | Sequence[int]): A count (``3``), or an explicit list (``[0, 3, 7]`` or ``"0,3,7"``).
+        seed (int | None): Upstream's ``seed`` train argument if given, the first seed of a count (default 0).
+
+    Returns:
+        (list[int]): The seeds, in order.
+
+    Raises:
+        CompareError: If the count is not positive, a seed is not a non-negative int or repeats, ``seed`` is not
+            an int, or ``seed`` is given with an explicit list.
+    """
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise CompareError(f"seed: a non-negative int, got {seed!r}")
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise CompareError(f"seeds: a count (seeds=3) or a list of seeds (seeds=0,3,7), got {seeds!r}")
+        first = 0 if seed is None else seed
+        return list(range(first, first + seeds))
+    if isinstance(seeds, str) and "," not in seeds and seeds.strip().isdigit():
+        return check_seeds(int(seeds), seed)
+    values = _seed_list(seeds)
+    if seed is not None:
+        raise CompareError(f"seed={seed} with seeds={seeds!r}: give a count from a first seed, or a list, not both")
+    return values
 
 
 def check_train_args(args: dict[str, Any]) -> None:

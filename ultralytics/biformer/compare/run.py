@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,25 +17,35 @@ import ultralytics
 from ultralytics.utils import LOGGER
 from ultralytics.utils.torch_utils import get_cpu_info, get_gpu_info, select_device
 
+from .bootstrap import CONFIDENCE, paired_bootstrap
 from .evaluate import cost, training_log, validate
+from .exports import check_formats, export_result, export_summary, flag_tolerance
 from .inputs import (
     DEFAULT_MODELS,
     CompareError,
     ModelEntry,
     check_data,
     check_model,
+    check_seeds,
     check_train_args,
     entries,
     load_model,
 )
 from .latency import WARMUP_ROUNDS, measure
+from .per_image import PER_IMAGE_FILE, PerImageStats
 from .plot import write_figure
-from .report import RANKING_MIN_EPOCHS, run_notes, settings_line, write_csv, write_json, write_markdown
+from .report import (
+    RANKING_MIN_EPOCHS,
+    run_notes,
+    settings_line,
+    summarize,
+    write_csv,
+    write_json,
+    write_markdown,
+)
 from .train import BEST, PREFIX, RESULT_FILE, check_settings, finished_result, train
 
 __all__ = ("RANKING_MIN_EPOCHS", "compare")
-
-DEFAULT_SEED = 0  # upstream's default, set explicitly: every model of a comparison trains with the same seed
 
 
 def _version(distribution: str) -> str | None:
@@ -62,25 +73,82 @@ def _environment(device: str | int) -> dict[str, Any]:
 
 
 def _check_ints(**values: Any) -> None:
-    """Require positive ints for the arguments compare uses itself (a square image size, latency rounds)."""
+    """Require positive ints for the arguments compare uses itself (a square image size, latency and bootstrap
+    rounds).
+    """
     for key, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise CompareError(f"{key}: a positive int, got {value!r}")
 
 
-def _run_one(entry: ModelEntry, run_dir: Path, train_args: dict[str, Any]) -> dict[str, Any]:
-    """Train, measure and validate one model; store its result in the run folder, which marks it finished."""
-    best = train(entry, run_dir, train_args)
-    LOGGER.info(f"{PREFIX}{entry.name}: validating {best} (save_json=True: AP by object size)")
+@dataclass(frozen=True)
+class Run:
+    """One (model, seed) training of a comparison.
+
+    Attributes:
+        entry (ModelEntry): The model.
+        seed (int): Its training seed.
+        folder (Path): Its upstream run folder, ``PROJECT/compare/<name>/seed<k>``.
+    """
+
+    entry: ModelEntry
+    seed: int
+    folder: Path
+
+
+def _run_one(run: Run, train_args: dict[str, Any]) -> dict[str, Any]:
+    """Train, measure and validate one run; store its result in the run folder, which marks it finished."""
+    best = train(run.entry, run.folder, train_args)
+    LOGGER.info(f"{PREFIX}{run.entry.name} seed {run.seed}: validating {best} (save_json=True: AP by object size)")
     model = load_model(str(best))
     size = cost(model, train_args["imgsz"])
-    metrics = validate(
-        model, train_args["data"], train_args["imgsz"], train_args["batch"], train_args["device"], run_dir / "val"
+    metrics, per_image = validate(
+        model, train_args["data"], train_args["imgsz"], train_args["batch"], train_args["device"], run.folder / "val"
     )
-    result = {"name": entry.name, "model": entry.spec, "weights": str(BEST), **size, **metrics}  # relative to run_dir
-    result.update(training_log(run_dir / "results.csv"))
-    (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    per_image.save(run.folder / PER_IMAGE_FILE)
+    result = {"name": run.entry.name, "model": run.entry.spec, "seed": run.seed, "weights": str(BEST), **size}
+    result.update(metrics)  # "weights" is relative to the run folder
+    result.update(training_log(run.folder / "results.csv"))
+    (run.folder / RESULT_FILE).write_text(json.dumps(result, indent=2))
     return result
+
+
+def _bootstrap(runs: list[Run], names: list[str], seeds: list[int], resamples: int, seed: int) -> dict[str, Any]:
+    """Every variant's paired-bootstrap interval against the baseline, as compare.json records it."""
+    stats = [[PerImageStats.load(r.folder / PER_IMAGE_FILE) for r in runs if r.entry.name == n] for n in names]
+    images = stats[0][0].images
+    LOGGER.info(f"{PREFIX}paired bootstrap: {resamples} resamples of {images} val images, {len(seeds)} seed pair(s)")
+    intervals = paired_bootstrap(stats, resamples, seed)
+    return {
+        "metric": "mAP50-95",
+        "confidence": CONFIDENCE,
+        "resamples": resamples,
+        "seed": seed,
+        "images": images,
+        "pairs": seeds,
+        "variants": {name: interval.as_dict() for name, interval in zip(names[1:], intervals)},
+    }
+
+
+def _exports(
+    runs: list[Run], rows: list[dict[str, Any]], formats: list[str], args: dict[str, Any], tolerances: dict, rounds: int
+) -> list[dict[str, Any]]:
+    """Export and validate every run in every format; summarize per (model, format) against its PyTorch figure."""
+    names = list(dict.fromkeys(r.entry.name for r in runs))
+    pytorch = summarize(rows)
+    exported = {(r.entry.name, r.seed, f): export_result(r.folder, f, args) for r in runs for f in formats}
+    firsts = {name: next(r for r in runs if r.entry.name == name) for name in names}
+    summaries = []
+    for fmt in formats:
+        files = [firsts[n].folder / exported[(n, firsts[n].seed, fmt)]["file"] for n in names]
+        LOGGER.info(f"{PREFIX}latency of the {fmt} exports: {rounds} interleaved rounds of {len(names)} models")
+        latencies = measure(files, args["imgsz"], args["device"], rounds)
+        for name, ms in zip(names, latencies):
+            per_seed = [{"seed": s, **e} for (n, s, f), e in exported.items() if n == name and f == fmt]
+            tolerance = flag_tolerance(tolerances, name, names[0])
+            pytorch_map = pytorch[name]["mAP50-95"]["mean"]
+            summaries.append(export_summary(name, fmt, per_seed, pytorch_map, tolerance, ms))
+    return summaries
 
 
 def compare(
@@ -93,12 +161,16 @@ def compare(
     workers: int = 0,
     project: str | Path = "runs",
     latency_rounds: int = 30,
+    seeds: int | str | Sequence[int] = 1,
+    bootstrap: int = 1000,
+    bootstrap_seed: int = 0,
+    formats: str | Sequence[str] | None = None,
     **train_args: Any,
 ) -> Path:
-    """Train ``models`` one after the other on ``data`` with identical arguments and seed, and compare them.
+    """Train ``models`` one after the other on ``data`` with identical arguments, once per seed, and compare them.
 
-    Every input is checked before any training. Models whose run folder holds a finished run with the same settings
-    are not trained again; an unfinished one is trained afresh.
+    Every input is checked before any training. (Model, seed) runs whose folder holds a finished run with the same
+    settings are not trained again; an unfinished one is trained afresh.
 
     Args:
         models (Sequence[str]): Model YAMLs or checkpoints; the first is the baseline.
@@ -110,7 +182,13 @@ def compare(
         workers (int): Dataloader workers.
         project (str | Path): Output root; runs and report go to ``project/compare``.
         latency_rounds (int): Timed forward passes per model.
-        **train_args (Any): Any other upstream train argument (``seed`` defaults to 0), the same for every model.
+        seeds (int | str | Sequence[int]): A count N (seeds ``seed`` ... ``seed+N-1``, ``seed`` defaulting to 0) or
+            an explicit list (``[0, 3, 7]`` or ``"0,3,7"``).
+        bootstrap (int): Paired-bootstrap resamples of the validation images.
+        bootstrap_seed (int): Seed of the bootstrap's resampling.
+        formats (str | Sequence[str] | None): Parity-matrix export formats (``"onnx,openvino"``) whose exports of
+            every best.pt are validated and timed too.
+        **train_args (Any): Any other upstream train argument, the same for every model.
 
     Returns:
         (Path): The report folder ``project/compare`` (compare.md, compare.csv, compare.json, compare.png).
@@ -119,46 +197,61 @@ def compare(
         CompareError: If an input is invalid (before any training).
     """
     start = time.perf_counter()
-    _check_ints(imgsz=imgsz, latency_rounds=latency_rounds)
+    _check_ints(imgsz=imgsz, latency_rounds=latency_rounds, bootstrap=bootstrap)
+    if not isinstance(bootstrap_seed, int) or isinstance(bootstrap_seed, bool) or bootstrap_seed < 0:
+        raise CompareError(f"bootstrap_seed: a non-negative int, got {bootstrap_seed!r}")
+    seed_list = check_seeds(seeds, train_args.pop("seed", None))
+    format_list = check_formats(formats)
     out = Path(project).resolve() / "compare"
     model_entries = entries(models)
-    args = {"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "workers": workers}
-    args.update({"seed": DEFAULT_SEED, **train_args})
-    check_train_args(args)
+    args = {"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "workers": workers, **train_args}
+    check_train_args({**args, "seed": seed_list[0]})
     data_yaml, dataset = check_data(data)
     args = {"data": data_yaml, **args}
+    runs = [Run(e, s, out / e.name / f"seed{s}") for e in model_entries for s in seed_list]
     for entry in model_entries:
         check_model(entry, dataset["nc"])
-        check_settings(entry, out / entry.name, args)
+    for run in runs:
+        check_settings(run.entry, run.folder, {**args, "seed": run.seed})
 
     rows = []
-    for i, entry in enumerate(model_entries, 1):
-        run_dir, step = out / entry.name, f"{PREFIX}[{i}/{len(model_entries)}] {entry.name}"
-        if (result := finished_result(run_dir)) is not None:
-            LOGGER.info(f"{step}: finished earlier with the same settings, not trained again ({run_dir})")
+    for i, run in enumerate(runs, 1):
+        step = f"{PREFIX}[{i}/{len(runs)}] {run.entry.name} seed {run.seed}"
+        if (result := finished_result(run.folder)) is not None:
+            LOGGER.info(f"{step}: finished earlier with the same settings, not trained again ({run.folder})")
         else:
-            LOGGER.info(f"{step}: training {entry.spec}, {epochs} epochs -> {run_dir}")
-            result = _run_one(entry, run_dir, args)
+            LOGGER.info(f"{step}: training {run.entry.spec}, {epochs} epochs -> {run.folder}")
+            result = _run_one(run, {**args, "seed": run.seed})
         rows.append(result)
 
-    LOGGER.info(f"{PREFIX}latency: {latency_rounds} interleaved rounds of {len(rows)} models at {imgsz}x{imgsz}")
-    weights = [out / r["name"] / r["weights"] for r in rows]  # recorded relative: a moved project still works
-    for row, ms in zip(rows, measure(weights, imgsz, device, latency_rounds)):
-        row["latency_ms"] = ms
+    names = [e.name for e in model_entries]
+    firsts = [next(r for r in runs if r.entry.name == name) for name in names]
+    LOGGER.info(f"{PREFIX}latency: {latency_rounds} interleaved rounds of {len(names)} models at {imgsz}x{imgsz}")
+    for run, ms in zip(firsts, measure([r.folder / BEST for r in firsts], imgsz, device, latency_rounds)):
+        for row in rows:
+            if row["name"] == run.entry.name:
+                row["latency_ms"] = ms  # per model: measured on the first seed's best.pt
+
+    intervals = _bootstrap(runs, names, seed_list, bootstrap, bootstrap_seed) if len(names) > 1 else None
+    half_widths = {n: (v["high"] - v["low"]) / 2 for n, v in intervals["variants"].items()} if intervals else {}
+    exports = _exports(runs, rows, format_list, args, half_widths, latency_rounds) if format_list else None
 
     notes = run_notes(epochs)
     environment = _environment(device)
     wall = time.perf_counter() - start
-    settings = {"models": [e.spec for e in model_entries], **args, "latency_rounds": latency_rounds}
-    settings["latency_warmup_rounds"] = WARMUP_ROUNDS
+    settings = {"models": [e.spec for e in model_entries], **args, "seeds": seed_list, "latency_rounds": latency_rounds}
+    settings.update(latency_warmup_rounds=WARMUP_ROUNDS, formats=format_list)
     out.mkdir(parents=True, exist_ok=True)
-    line = settings_line(data_yaml, dataset["nc"], rows[0]["val_images"], args, environment, wall)
-    write_markdown(out / "compare.md", rows, notes, line)
+    shown = {**args, "seeds": seed_list}
+    line = settings_line(data_yaml, dataset["nc"], rows[0]["val_images"], shown, environment, wall)
+    write_markdown(out / "compare.md", rows, notes, line, intervals, exports)
     write_csv(out / "compare.csv", rows)
-    document = {"notes": notes, "baseline": rows[0]["name"], "settings": settings, **environment}
+    document = {"notes": notes, "baseline": names[0], "settings": settings, **environment}
     document.update(dataset={"yaml": data_yaml, "nc": dataset["nc"], "names": dataset["names"]}, wall_time_s=wall)
+    document.update(summary=summarize(rows), bootstrap=intervals, exports=exports)
     write_json(out / "compare.json", {**document, "models": rows})
-    title = f"{len(rows)} models, {epochs} epochs at {imgsz} px on {Path(data_yaml).name}"
+    seeds_text = f", {len(seed_list)} seeds" if len(seed_list) > 1 else ""
+    title = f"{len(names)} models, {epochs} epochs at {imgsz} px on {Path(data_yaml).name}{seeds_text}"
     write_figure(out / "compare.png", rows, title)
     LOGGER.info(f"{PREFIX}report in {out} (compare.md, compare.csv, compare.json, compare.png)\n")
     LOGGER.info((out / "compare.md").read_text(encoding="utf-8"))

@@ -11,6 +11,7 @@ from typing import Any
 from ultralytics.utils import LOGGER
 
 from .inputs import CompareError, ModelEntry, load_model
+from .per_image import PER_IMAGE_FILE
 
 __all__ = ("BEST", "PREFIX", "RESULT_FILE", "SETTINGS_FILE", "check_settings", "finished_result", "train")
 
@@ -30,12 +31,13 @@ def check_settings(entry: ModelEntry, run_dir: Path, train_args: dict[str, Any])
 
     Args:
         entry (ModelEntry): The model.
-        run_dir (Path): Its run folder, ``PROJECT/compare/<name>``.
+        run_dir (Path): Its run folder, ``PROJECT/compare/<name>/seed<k>``.
         train_args (dict[str, Any]): The comparison's train arguments.
 
     Raises:
         CompareError: If ``run_dir`` holds settings that differ, naming each difference; a finished result without
-            the settings it was trained with; or a result recorded for another model.
+            the settings it was trained with or without its per-image validation statistics; or a result recorded
+            for another model.
     """
     file = run_dir / SETTINGS_FILE
     result = finished_result(run_dir)
@@ -43,6 +45,11 @@ def check_settings(entry: ModelEntry, run_dir: Path, train_args: dict[str, Any])
         raise CompareError(
             f"{run_dir} holds a finished result but not the settings it was trained with ({SETTINGS_FILE}), so it "
             "cannot be checked: delete that folder to train it again"
+        )
+    if result is not None and not (run_dir / PER_IMAGE_FILE).is_file():
+        raise CompareError(
+            f"{run_dir} holds a finished result without its per-image validation statistics ({PER_IMAGE_FILE}), "
+            "which the bootstrap needs: delete that folder to train it again"
         )
     if result is not None and result.get("model") != entry.spec:
         raise CompareError(
@@ -79,7 +86,7 @@ def train(entry: ModelEntry, run_dir: Path, train_args: dict[str, Any]) -> Path:
 
     Args:
         entry (ModelEntry): The model.
-        run_dir (Path): Its run folder, ``PROJECT/compare/<name>``.
+        run_dir (Path): Its run folder, ``PROJECT/compare/<name>/seed<k>``.
         train_args (dict[str, Any]): The comparison's train arguments (data, epochs, imgsz, seed, ...).
 
     Returns:
