@@ -53,20 +53,20 @@ def from_regions(x: torch.Tensor, region: tuple[int, int], size: tuple[int, int]
     return x.reshape(b, heads * d, h, w)
 
 
-def gather_routed(x: torch.Tensor, region_graph: torch.Tensor) -> torch.Tensor:
+def gather_routed(x: torch.Tensor, routes: torch.Tensor) -> torch.Tensor:
     """Gather each query region's routed regions from a (query regions x all regions) expanded view.
 
     Args:
         x (torch.Tensor): Region-major keys or values of shape (B, heads, R, T, d).
-        region_graph (torch.Tensor): Long indices of shape (B, heads, R, topk).
+        routes (torch.Tensor): Routed regions, long indices of shape (B, heads, R, topk).
 
     Returns:
         (torch.Tensor): Shape (B, heads, R, topk*T, d).
     """
     b, heads, regions, tokens, d = x.shape
-    topk = region_graph.shape[-1]
+    topk = routes.shape[-1]
     expanded = x.unsqueeze(2).expand(-1, -1, regions, -1, -1, -1)  # (B, heads, R query, R key, T, d), a view
-    index = region_graph.view(b, heads, regions, topk, 1, 1).expand(-1, -1, -1, -1, tokens, d)
+    index = routes.view(b, heads, regions, topk, 1, 1).expand(-1, -1, -1, -1, tokens, d)
     return torch.gather(expanded, 3, index).flatten(3, 4)
 
 
@@ -148,11 +148,11 @@ class GatherBRA(nn.Module):
         assert h >= self.n_win and w >= self.n_win, f"map {h}x{w} is smaller than n_win={self.n_win}"
         region = (h // self.n_win, w // self.n_win)
         q, k, v = self.qkv_linear(x).chunk(3, dim=1)
-        graph = self.route(q, k, region).unsqueeze(1).expand(-1, self.num_heads, -1, -1)
+        routes = self.route(q, k, region).unsqueeze(1).expand(-1, self.num_heads, -1, -1)
         pad = (0, -w % region[1], 0, -h % region[0])  # zero padding to whole regions, not masked (as the original)
         q_r, k_r, v_r = (to_regions(F.pad(t, pad), region, self.num_heads) for t in (q, k, v))
-        attn = ((q_r * self.scale) @ gather_routed(k_r, graph).transpose(-2, -1)).softmax(dim=-1)
-        out = from_regions(attn @ gather_routed(v_r, graph), region, (h + pad[3], w + pad[1]))[:, :, :h, :w]
+        attn = ((q_r * self.scale) @ gather_routed(k_r, routes).transpose(-2, -1)).softmax(dim=-1)
+        out = from_regions(attn @ gather_routed(v_r, routes), region, (h + pad[3], w + pad[1]))[:, :, :h, :w]
         if self.lepe is not None:
             out = out + self.lepe(v)
         return self.output_linear(out)

@@ -29,6 +29,8 @@ from measure import (
 from plan import BASELINE, BRA, BRA_VARIANTS, DENSE, FLOOR, FP32, PATH_VARIANTS, SEED, VARIANTS, Plan, bra_class
 from variants import DenseAttention, UnavoidableParts
 
+from ultralytics.nn.AddModules.regions import bra_grid
+
 SANITY_DIM = 64  # float64 check of the baseline against our module: small, divisible map, both head counts
 SANITY_SIZE = 14  # a multiple of the region size 14 // n_win = 2
 SANITY_BATCH = 2
@@ -173,7 +175,7 @@ def bench_module_case(
     for row, module in entries:
         row.update({key: median_ms(values) for key, values in samples[id(row)].items()})
         if row["variant"] in BRA_VARIANTS:  # what the forward (inference) and the fwd+bwd (training) calls ran
-            grid = module.region_grid(side, side)
+            grid = bra_grid(side, side, module.n_win)
             row["path"] = module.attention_path(grid, device, need_weights=False, training=False).path
             row["path_train"] = module.attention_path(grid, device, need_weights=False, training=True).path
         rows.append(row)

@@ -1,3 +1,4 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """In-tree PEP 517 backend: the pinned upstream Ultralytics wheel + this fork's overlay + its patch series.
 
 Hooks: ``build_wheel`` (a reproducible wheel of the patched package), ``build_editable`` (development mode: a

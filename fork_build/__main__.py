@@ -1,3 +1,4 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """Developer commands behind the make targets: ``python -m fork_build {develop,wheel,diff,fork,export-patches,...}``."""
 
 from __future__ import annotations

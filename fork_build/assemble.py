@@ -1,3 +1,4 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """Assemble the fork's package tree: pristine upstream wheel contents + our overlay + the patch series."""
 
 from __future__ import annotations

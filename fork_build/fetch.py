@@ -1,3 +1,4 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """Obtain a pinned upstream file through pip (so the user's index, proxy and certificate settings apply), verified."""
 
 from __future__ import annotations

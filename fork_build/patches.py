@@ -1,3 +1,4 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """The patch series: DEP-3 headers, and exact application with `git apply`."""
 
 from __future__ import annotations

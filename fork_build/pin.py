@@ -1,3 +1,4 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """The upstream pin (`upstream.toml`): which release the fork is built from and how it is versioned."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """Reviewing and maintaining the patch series: diff, review repository, export, checks and rebase reports."""
 
 from __future__ import annotations

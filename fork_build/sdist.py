@@ -1,3 +1,4 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """Write the fork's sdist: this repository's own files only, reproducibly."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
 """Write wheels reproducibly: sorted entries, fixed timestamps and permissions, RECORD regenerated."""
 
 from __future__ import annotations

@@ -171,17 +171,6 @@ def run_section(name: str, fn: Callable[[], object], log: Callable[[str], None])
     return result
 
 
-def recording(affinity: Callable[..., torch.Tensor], dtypes: list[torch.dtype]) -> Callable[..., torch.Tensor]:
-    """A BRA's `affinity` method that also appends the dtype of every affinity it computes to dtypes."""
-
-    def affinity_recorded(*args: object) -> torch.Tensor:
-        result = affinity(*args)
-        dtypes.append(result.dtype)
-        return result
-
-    return affinity_recorded
-
-
 @contextlib.contextmanager
 def no_tf32():
     """Full fp32 matmuls and cuDNN convolutions (PyTorch allows TF32 in cuDNN by default), restored afterwards."""
@@ -217,13 +206,13 @@ def correctness_case(path: str, precision: str, size: tuple[int, int], dim: int,
     m = BiLevelRoutingAttention_nchw(dim, attn_backend=path, **args).to(device)
     x = (ATTENTION_PEAKING * torch.randn(2, dim, *size, device=device)).requires_grad_()
     weights = torch.randn(2, dim, *size, device=device, dtype=torch.float64)
-    affinity_dtypes = []
-    m.affinity = recording(m.affinity, affinity_dtypes)
+    routings = []  # what the forward routed: its affinities' dtype, its routes
+    handle = m.register_routing_hook(lambda module, routing: routings.append(routing))
     dtype = AUTOCAST_DTYPES.get(precision)
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         out = m(x)
-        routes = m.route_regions(x.detach()).index
-    del m.affinity
+    handle.remove()
+    affinity_dtypes, routes = [r.affinity.dtype for r in routings], routings[0].routes
     names = ["output", "input grad", *(f"{n} grad" for n, _ in sorted(m.named_parameters()))]
     grads = torch.autograd.grad(out.double(), [x, *(p for _, p in sorted(m.named_parameters()))], weights)
     ref_m = copy.deepcopy(m).cpu().double()  # the reference builds its masks on the CPU

@@ -1,5 +1,5 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""The deployment parity matrix (issue 9): every cell that works for upstream's rtdetr-l must work for both BiFormer
+"""The deployment parity matrix: every cell that works for upstream's rtdetr-l must work for both BiFormer
 models, with the same numbers. docs/deploy.md holds the matrix as a table.
 
 Rows: rtdetr-l.yaml and the two BiFormer YAMLs, each trained briefly (conftest.py). Columns: TorchScript, ONNX and

@@ -1,5 +1,5 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""Export of the BiFormer modules (issue 3, point 8) and their FLOPs as Ultralytics counts them."""
+"""Export of the BiFormer modules (ONNX, TorchScript, static and dynamic) and their FLOPs as Ultralytics counts them."""
 
 from __future__ import annotations
 
@@ -111,16 +111,17 @@ def test_onnx_export_dynamic(name: str):
 
 @pytest.mark.parametrize("name", export_cases())
 def test_torchscript_trace(name: str):
-    """torch.jit.trace matches eager and survives a save/load round trip; BRA traces freeze H and W, not the batch."""
+    """torch.jit.trace matches eager and survives a save/load round trip; every module's trace runs any batch (as
+    upstream's RT-DETR TorchScript does), BRA traces freeze H and W."""
     m, shape = export_cases()[name]
     m.eval()
     x = torch.randn(shape)
     with torch.no_grad():
         traced = torch.jit.trace(m, x)
         assert (traced(x) - m(x)).abs().max() <= TRACE_TOLERANCE
-        if name in DYNAMIC_CASES:  # upstream's RT-DETR TorchScript runs any batch; so must a BiFormer one
-            other_batch = torch.randn(shape[0] + 2, *shape[1:])
-            assert (traced(other_batch) - m(other_batch)).abs().max() <= TRACE_TOLERANCE
+        other_batch = torch.randn(shape[0] + 2, *shape[1:])
+        assert (traced(other_batch) - m(other_batch)).abs().max() <= TRACE_TOLERANCE
+        if name in DYNAMIC_CASES:
             with pytest.raises(RuntimeError):  # the map size is a constant of a static trace
                 traced(torch.randn(*shape[:2], shape[2] + 7, shape[3] + 5))
     buffer = io.BytesIO()

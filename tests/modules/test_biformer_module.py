@@ -1,5 +1,5 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""BiFormer module contracts (issue 3, points 1 and 4-7): parameters, gradients, dtypes, errors, old checkpoints."""
+"""BiFormer module contracts: parameters, gradients, dtypes, errors, old checkpoints."""
 
 from __future__ import annotations
 
@@ -283,8 +283,7 @@ def test_bra_nchw_is_token_attention_over_its_routes():
     x = torch.randn(2, DIM, 10, 7, dtype=torch.float64)
     weights = torch.randn(2, DIM, 10, 7, dtype=torch.float64)
     routed = []
-    route = m.route
-    m.route = lambda *args: routed.append(route(*args)) or routed[-1]
+    m.register_routing_hook(lambda module, routing: routed.append(routing.routes))
     out = m(x)
     assert len(routed) == 1
 
@@ -330,13 +329,13 @@ def cpu_half_support() -> str | None:
 
 
 def pin_routing(m: nn.Module) -> nn.Module:
-    """Make every router in m (BRA_nchw.route, TopkRouting) reuse what it returned on its first call.
+    """Make every router in m (BRA_nchw._route, TopkRouting) reuse what it returned on its first call.
 
     Routing ranks region affinities in fp32, but from q and k computed in the running precision, and hard top-k
     selection may flip a near tie between precisions. Comparing precisions under the same routing measures the
     arithmetic alone.
     """
-    routers = [(b, "route") for b in m.modules() if isinstance(b, BiLevelRoutingAttention_nchw)]
+    routers = [(b, "_route") for b in m.modules() if isinstance(b, BiLevelRoutingAttention_nchw)]
     routers += [(r, "forward") for r in m.modules() if isinstance(r, TopkRouting)]
     for owner, attribute in routers:
         setattr(owner, attribute, replaying(getattr(owner, attribute)))
@@ -387,7 +386,11 @@ def test_routing_stays_fp32_under_bf16_autocast():
     region_q, region_k = torch.randn(2, 9, DIM), torch.randn(2, 9, DIM)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert m.qkv_linear(x).dtype == torch.bfloat16  # the projections do run in bf16
-        assert m.route_regions(x).affinity.dtype == torch.float32
+        routings = []
+        handle = m.register_routing_hook(lambda module, routing: routings.append(routing))
+        m(x)
+        handle.remove()
+        assert routings[0].affinity.dtype == torch.float32
         weights, _ = router(region_q.bfloat16(), region_k.bfloat16())
     assert weights.dtype == torch.float32
 

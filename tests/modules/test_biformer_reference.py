@@ -1,5 +1,5 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""Numerics of the BiFormer modules against plain float64 references (issue 3, points 2 and 3).
+"""Numerics of the BiFormer modules against plain float64 references: each fast path against an obviously correct one.
 
 The references are deliberately naive: `bra_nchw_reference` (tests/references.py) runs dense attention over every token
 pair of the map with a boolean mask built from the routed regions; `bra_legacy_reference` loops over regions; none

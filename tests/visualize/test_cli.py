@@ -15,7 +15,7 @@ import torch
 
 from ultralytics import YOLO
 from ultralytics.biformer.routing.__main__ import main
-from ultralytics.biformer.routing.callbacks import RECORDER_ATTR, on_predict_start
+from ultralytics.biformer.routing.callbacks import WRITER_ATTR, on_predict_start
 from ultralytics.biformer.routing.draw import KINDS
 from ultralytics.biformer.routing.maps import default_query
 from ultralytics.utils import ASSETS
@@ -89,7 +89,8 @@ def test_models_without_bra_layers_predict_as_upstream(tmp_path: Path):
     files = sorted(p.relative_to(tmp_path / "p").as_posix() for p in (tmp_path / "p").rglob("*"))
     assert files == ["bus_cam.jpg"]
     assert on_predict_start in model.predictor.callbacks["on_predict_start"]  # registered, but idle without BRA
-    assert getattr(model.predictor, RECORDER_ATTR, None) is None
+    writer = getattr(model.predictor, WRITER_ATTR)
+    assert writer.recorder is None and writer.paths == []
 
 
 def test_default_query():

@@ -7,15 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ultralytics.biformer.routing.geometry import (
-    ImageTransform,
-    cell_region,
-    query_cell,
-    region_boxes,
-    region_edges,
-)
+from ultralytics.biformer.routing.geometry import ImageTransform, query_cell, region_boxes, region_edges
 from ultralytics.data.augment import LetterBox
-from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw
+from ultralytics.nn.AddModules.regions import bra_grid, cell_region
 
 PAD = 114  # LetterBox's padding value
 
@@ -60,7 +54,7 @@ def test_transform_inverts_letterbox(orig_hw: tuple[int, int], new_shape, stretc
 
 def test_partial_regions_on_stretched_input():
     """A 20x15 map (stride 16 of a 320x240 input) in regions of 2x2: the last column of regions is 1 cell wide."""
-    grid = BiLevelRoutingAttention_nchw(8, n_win=7).region_grid(20, 15)
+    grid = bra_grid(20, 15, 7)
     assert tuple(grid) == (20, 15, 2, 2, 10, 8)
     boxes = region_boxes(grid, (320, 240))
     assert boxes.shape == (80, 4)
@@ -79,7 +73,7 @@ def test_partial_regions_on_letterboxed_non_square_image():
     """A 100x200 image letterboxed to 160x160 (40 px bands top and bottom), a 10x10 map in regions of 3x3."""
     t = ImageTransform.from_shapes((100, 200), (160, 160), stretch=False)
     assert t.pad == (40.0, 0.0) and t.gain == (0.8, 0.8)
-    grid = BiLevelRoutingAttention_nchw(8, n_win=3).region_grid(10, 10)
+    grid = bra_grid(10, 10, 3)
     assert tuple(grid) == (10, 10, 3, 3, 4, 4)  # last row/column of regions: 1 cell
     xs, ys = region_edges(grid, (160, 160))
     assert ys.tolist() == [0, 48, 96, 144, 160]
@@ -94,7 +88,7 @@ def test_partial_regions_on_letterboxed_non_square_image():
 
 def test_query_cell_and_token():
     """A query pixel lands in the right map cell, region and token (row-major regions and tokens)."""
-    grid = BiLevelRoutingAttention_nchw(8, n_win=2).region_grid(5, 7)
+    grid = bra_grid(5, 7, 2)
     assert tuple(grid) == (5, 7, 2, 3, 3, 3)
     t = ImageTransform.from_shapes((50, 140), (80, 112), stretch=True)  # stride 16: a 5x7 map
     xy = t.to_input(np.array([139.0, 49.0]))  # bottom-right original pixel
@@ -102,6 +96,6 @@ def test_query_cell_and_token():
     assert cell_region(grid, (4, 6)) == (8, 0)  # region row 2, column 2; first token of the partial region
     assert cell_region(grid, (3, 4)) == (4, 4)  # region (1, 1), token (1, 1) -> 1 * 3 + 1
     assert query_cell(grid, (80, 112), (-5.0, 500.0)) == (4, 0)  # clamped to the map
-    wide = BiLevelRoutingAttention_nchw(8, n_win=2).region_grid(5, 10)
+    wide = bra_grid(5, 10, 2)
     assert (wide.nh, wide.nw) == (3, 2)
     assert cell_region(wide, (4, 9)) == (5, 4)  # region row 2, column 1 of 2; token (0, 4) of a 2x5 region

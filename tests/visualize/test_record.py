@@ -108,15 +108,24 @@ def tensors(output) -> list[torch.Tensor]:
 
 @contextlib.contextmanager
 def routes_of_forward(layers: list[BiLevelRoutingAttention_nchw]):
-    """Collect the routed regions each layer's forward computes (its `route` calls), in call order."""
+    """Collect the routed regions each layer's forward computes and attends along (its `_route` calls), in order."""
     routes = []
+
+    def spying(route):
+        def spy(q, k, grid):
+            routing = route(q, k, grid)
+            routes.append(routing.routes)
+            return routing
+
+        return spy
+
     for layer in layers:
-        layer.route = lambda q, k, grid, route=layer.route: routes.append(route(q, k, grid)) or routes[-1]
+        layer._route = spying(layer._route)
     try:
         yield routes
     finally:
         for layer in layers:
-            del layer.route
+            del layer._route
 
 
 def test_recording_leaves_outputs_and_model_untouched(variant: tuple[str, nn.Module]):

@@ -60,8 +60,7 @@ def verdict(difference: float, low: float, high: float) -> str:
             then the figures, e.g. ``better: +1.8 [+0.9, +2.7]``.
     """
     word = "better" if low > 0 else "worse" if high < 0 else "no difference shown"
-    difference, low, high = (round(v * 100, 1) + 0.0 for v in (difference, low, high))  # + 0.0: no "-0.0"
-    return f"{word}: {difference:+.1f} [{low:+.1f}, {high:+.1f}]"
+    return f"{word}: {difference * 100:+.1f} [{low * 100:+.1f}, {high * 100:+.1f}]"  # -0.0: below zero, rounded
 
 
 def _maps(runs: Sequence[Sequence[PerImageStats]], images: np.ndarray | None) -> np.ndarray:

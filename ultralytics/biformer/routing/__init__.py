@@ -2,8 +2,9 @@
 """Routing maps: what BiFormer's Bi-Level Routing Attention routes, recorded from any model and drawn on the image.
 
 `RoutingRecorder` records every BRA layer's region grid, affinities, routed regions and (on request) a token's
-attention row; `routing_maps` draws them for each image of a source; `yolo predict ... visualize=True` writes them
-beside upstream's activation maps; `python -m ultralytics.biformer.routing` does the same from a shell. Names load on
+attention row; `RoutingMapWriter` is the one flow that draws them for each image a predictor sees: `routing_maps` and
+`python -m ultralytics.biformer.routing` run it with a query of their choice, `yolo predict ... visualize=True` beside
+upstream's activation maps. Names load on
 first use, so that the predictor can register the callbacks without importing matplotlib.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 _SOURCES = {
     "ImageTransform": "geometry",
     "LayerRouting": "record",
+    "RoutingMapWriter": "writer",
     "RoutingRecorder": "record",
     "TokenAttention": "record",
     "default_query": "maps",

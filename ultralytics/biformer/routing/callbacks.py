@@ -2,51 +2,41 @@
 """`yolo predict ... visualize=True`: routing maps of every BRA layer, saved beside upstream's activation maps.
 
 The predictor registers these callbacks (patch 0006); they act only when `visualize` is on and the model has BRA
-layers, so every other prediction runs exactly as upstream's.
+layers, so every other prediction runs exactly as upstream's. The flow itself is `RoutingMapWriter`'s.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .geometry import ImageTransform
-from .record import RoutingRecorder, bra_layers
+from .writer import RoutingMapWriter
 
 if TYPE_CHECKING:
     from ultralytics.engine.predictor import BasePredictor
 
-RECORDER_ATTR = "biformer_routing_recorder"  # the predictor attribute holding the active recorder
+WRITER_ATTR = "biformer_routing_writer"  # the predictor attribute holding its writer
+
+
+def _writer(predictor: BasePredictor) -> RoutingMapWriter:
+    """The predictor's writer (visualize=True decides), created on first use."""
+    if getattr(predictor, WRITER_ATTR, None) is None:
+        setattr(predictor, WRITER_ATTR, RoutingMapWriter())
+    return getattr(predictor, WRITER_ATTR)
 
 
 def on_predict_start(predictor: BasePredictor) -> None:
     """Start recording when visualize is on and the model has BRA layers (after predict set the model up)."""
-    on_predict_end(predictor)
-    if predictor.args.visualize and bra_layers(predictor.model):
-        setattr(predictor, RECORDER_ATTR, RoutingRecorder(predictor.model).start())
+    _writer(predictor).start(predictor)
 
 
 def on_predict_postprocess_end(predictor: BasePredictor) -> None:
     """Write the routing maps of every image of the batch, queried at its highest-scoring detection."""
-    recorder = getattr(predictor, RECORDER_ATTR, None)
-    if recorder is None or not recorder.record:
-        return
-    from .maps import default_query, save_routing_maps  # matplotlib is imported only when pictures are drawn
-
-    stretch = getattr(predictor, "scale_fill", False)
-    for n, result in enumerate(predictor.results):
-        transform = ImageTransform.from_shapes(result.orig_shape, recorder.input_hw, stretch=stretch)
-        xy = default_query(result.boxes.xyxy.cpu().numpy(), result.boxes.conf.cpu().numpy(), result.orig_shape)
-        stem = Path(predictor.batch[0][n]).stem
-        save_routing_maps(recorder.record, result.orig_img, transform, predictor.save_dir, stem, xy, n)
+    _writer(predictor).write(predictor)
 
 
 def on_predict_end(predictor: BasePredictor) -> None:
     """Stop recording: remove the hooks."""
-    recorder = getattr(predictor, RECORDER_ATTR, None)
-    if recorder is not None:
-        recorder.stop()
-        setattr(predictor, RECORDER_ATTR, None)
+    _writer(predictor).stop()
 
 
 callbacks = {

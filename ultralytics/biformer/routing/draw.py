@@ -14,7 +14,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .geometry import ImageTransform, cell_edges, cell_region, query_cell, region_boxes, region_edges
+from ultralytics.nn.AddModules.regions import cell_region
+
+from .geometry import ImageTransform, cell_edges, query_cell, region_boxes, region_edges
 from .record import LayerRouting, TokenAttention
 
 KINDS = ("routes", "popularity", "attention")  # one picture of each per layer, in this order on the contact sheet

@@ -1,5 +1,9 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""Where BRA regions and tokens lie in pixels: on the network input, and on the original image (letterbox undone)."""
+"""Where BRA regions and tokens lie in pixels: on the network input, and on the original image (letterbox undone).
+
+Only the pixel mapping lives here. The region layout in map cells (which cells form a region, a cell's region and
+token) is `ultralytics.nn.AddModules.regions`', the module's own; this file scales it to pixels.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ultralytics.nn.AddModules.regions import RegionGrid, region_grid
+from ultralytics.nn.AddModules.regions import RegionGrid, region_cells, region_grid
 
 LETTERBOX_ROUND_BIAS = 0.1  # LetterBox puts the odd padding pixel bottom/right: round(pad / 2 - 0.1) on top/left
 
@@ -110,10 +114,8 @@ def region_boxes(grid: RegionGrid, input_hw: tuple[int, int]) -> np.ndarray:
         (np.ndarray): Boxes of shape (nh*nw, 4), x1 y1 x2 y2 in input pixels.
     """
     sy, sx = cell_size(grid, input_hw)
-    i, j = np.divmod(np.arange(grid.nh * grid.nw), grid.nw)
-    y0, y1 = i * grid.rh, np.minimum((i + 1) * grid.rh, grid.h)
-    x0, x1 = j * grid.rw, np.minimum((j + 1) * grid.rw, grid.w)
-    return np.stack((x0 * sx, y0 * sy, x1 * sx, y1 * sy), -1).astype(np.float64)
+    row0, col0, row1, col1 = region_cells(grid).T
+    return np.stack((col0 * sx, row0 * sy, col1 * sx, row1 * sy), -1).astype(np.float64)
 
 
 def cell_edges(grid: RegionGrid, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -136,9 +138,10 @@ def region_edges(grid: RegionGrid, input_hw: tuple[int, int]) -> tuple[np.ndarra
         (tuple[np.ndarray, np.ndarray]): x edges of shape (nw + 1,) and y edges of shape (nh + 1,).
     """
     sy, sx = cell_size(grid, input_hw)
-    xs = np.minimum(np.arange(grid.nw + 1) * grid.rw, grid.w) * sx
-    ys = np.minimum(np.arange(grid.nh + 1) * grid.rh, grid.h) * sy
-    return xs, ys
+    cells = region_cells(grid)  # the first row of regions gives the column edges, the first column the row edges
+    xs = np.append(cells[: grid.nw, 1], cells[grid.nw - 1, 3]) * sx
+    ys = np.append(cells[:: grid.nw, 0], cells[-1, 2]) * sy
+    return xs.astype(np.float64), ys.astype(np.float64)
 
 
 def query_cell(grid: RegionGrid, input_hw: tuple[int, int], xy: tuple[float, float]) -> tuple[int, int]:
@@ -156,17 +159,3 @@ def query_cell(grid: RegionGrid, input_hw: tuple[int, int], xy: tuple[float, flo
     row = min(max(math.floor(xy[1] / sy), 0), grid.h - 1)
     col = min(max(math.floor(xy[0] / sx), 0), grid.w - 1)
     return row, col
-
-
-def cell_region(grid: RegionGrid, cell: tuple[int, int]) -> tuple[int, int]:
-    """The region of a map cell and the cell's token index within it (row-major, padding included).
-
-    Args:
-        grid (RegionGrid): Region grid of the layer's (h, w) map.
-        cell (tuple[int, int]): Row and column of the cell.
-
-    Returns:
-        (tuple[int, int]): Region index (row-major over the nh x nw grid) and token index (row-major over rh x rw).
-    """
-    (ri, ty), (rj, tx) = divmod(cell[0], grid.rh), divmod(cell[1], grid.rw)
-    return ri * grid.nw + rj, ty * grid.rw + tx

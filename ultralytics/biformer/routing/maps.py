@@ -36,6 +36,54 @@ def default_query(boxes: np.ndarray, scores: np.ndarray, orig_hw: tuple[int, int
     return (x0 + x1) / 2, (y0 + y1) / 2
 
 
+def routing_views(
+    record: list[LayerRouting], image: np.ndarray, transform: ImageTransform, query_xy: tuple[float, float], n: int = 0
+) -> list[RoutingView]:
+    """One view per recorded layer of image n: what its pictures draw.
+
+    Args:
+        record (list[LayerRouting]): Layers of one recorded pass (`RoutingRecorder.record`).
+        image (np.ndarray): Original image, BGR uint8 of shape (H0, W0, 3) as Ultralytics loads it.
+        transform (ImageTransform): How the image became the network input.
+        query_xy (tuple[float, float]): Query position x y in original pixels.
+        n (int): Image of the recorded batch.
+
+    Returns:
+        (list[RoutingView]): The views, in the record's order; the image downscaled for display and RGB.
+    """
+    if not record:
+        raise ValueError("record is empty: run the model with a RoutingRecorder active before saving routing maps")
+    scale = min(DISPLAY_MAX_SIDE / max(image.shape[:2]), 1.0)
+    shown = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    rgb = np.ascontiguousarray(shown[..., ::-1])
+    return [RoutingView(layer, rgb, transform, tuple(map(float, query_xy)), n) for layer in record]
+
+
+def write_views(views: list[RoutingView], save_dir: Path, stem: str) -> list[Path]:
+    """Write the routing map, routing popularity and token attention of every view, and a contact sheet.
+
+    Files: `save_dir/{stem}_routing/bra{index}_layer{layer}_{kind}.png` and `save_dir/{stem}_routing.png` (the folder
+    and sheet take a number suffix when they exist already, e.g. for the frames of a video).
+
+    Args:
+        views (list[RoutingView]): The views of one image (`routing_views`).
+        save_dir (Path): Folder to write into (created).
+        stem (str): Name stem, usually the source file's.
+
+    Returns:
+        (list[Path]): The PNGs written, the contact sheet last.
+    """
+    folder = increment_path(Path(save_dir) / f"{stem}_routing", mkdir=True)
+    paths = [
+        save_picture(view, kind, folder / f"bra{view.layer.index}_layer{view.layer.layer}_{kind}.png")
+        for view in views
+        for kind in KINDS
+    ]
+    paths.append(save_sheet(views, folder.with_name(f"{folder.name}.png")))
+    LOGGER.info(f"Saving {folder}... (BiFormer routing maps of {len(views)} BRA layers, sheet {paths[-1].name})")
+    return paths
+
+
 def save_routing_maps(
     record: list[LayerRouting],
     image: np.ndarray,
@@ -45,10 +93,7 @@ def save_routing_maps(
     query_xy: tuple[float, float],
     n: int = 0,
 ) -> list[Path]:
-    """Write the routing map, routing popularity and token attention of every recorded layer, and a contact sheet.
-
-    Files: `save_dir/{stem}_routing/bra{index}_layer{layer}_{kind}.png` and `save_dir/{stem}_routing.png` (the folder
-    and sheet take a number suffix when they exist already, e.g. for the frames of a video).
+    """Write the routing pictures of image n of a record: `write_views` of its `routing_views`.
 
     Args:
         record (list[LayerRouting]): Layers of one recorded pass (`RoutingRecorder.record`).
@@ -62,18 +107,4 @@ def save_routing_maps(
     Returns:
         (list[Path]): The PNGs written, the contact sheet last.
     """
-    if not record:
-        raise ValueError("record is empty: run the model with a RoutingRecorder active before saving routing maps")
-    folder = increment_path(Path(save_dir) / f"{stem}_routing", mkdir=True)
-    scale = min(DISPLAY_MAX_SIDE / max(image.shape[:2]), 1.0)
-    shown = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
-    rgb = np.ascontiguousarray(shown[..., ::-1])
-    views = [RoutingView(layer, rgb, transform, tuple(map(float, query_xy)), n) for layer in record]
-    paths = [
-        save_picture(view, kind, folder / f"bra{view.layer.index}_layer{view.layer.layer}_{kind}.png")
-        for view in views
-        for kind in KINDS
-    ]
-    paths.append(save_sheet(views, folder.with_name(f"{folder.name}.png")))
-    LOGGER.info(f"Saving {folder}... (BiFormer routing maps of {len(record)} BRA layers, sheet {paths[-1].name})")
-    return paths
+    return write_views(routing_views(record, image, transform, query_xy, n), save_dir, stem)

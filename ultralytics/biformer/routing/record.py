@@ -1,5 +1,5 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""Record what every BRA layer of a model routes in one forward pass, with forward hooks (the model is not edited)."""
+"""Record what every BRA layer of a model routes in one forward pass, with hooks (the model is not edited)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import torch
 from torch import nn
 
 from ultralytics.nn.AddModules import BiLevelRoutingAttention_nchw
+from ultralytics.nn.AddModules.bra_nchw import RegionRouting
+from ultralytics.nn.AddModules.regions import RegionGrid, cell_region, place_routed
 from ultralytics.nn.tasks import BaseModel
-
-from ultralytics.nn.AddModules.regions import RegionGrid
-
-from .geometry import cell_region
 
 
 @dataclass(frozen=True)
@@ -81,6 +79,9 @@ class LayerRouting:
     def attention(self, cell: tuple[int, int], n: int = 0) -> TokenAttention:
         """The attention row of one query token, from the module's own `ret_attn_mask` output on the recorded input.
 
+        The module's forward runs on image n alone, past its module hooks, so that an active recorder's record stays
+        that of the recorded pass.
+
         Args:
             cell (tuple[int, int]): Map position (row, col) of the query token, 0 <= row < h, 0 <= col < w.
             n (int): Image of the batch.
@@ -93,30 +94,9 @@ class LayerRouting:
             raise ValueError(f"cell must be a (row, col) inside the {g.h}x{g.w} map of BRA layer {self.name}, got {cell}")
         region, token = cell_region(g, cell)
         with torch.no_grad():
-            _, attn = self.module(self.inputs[n : n + 1], ret_attn_mask=True)
+            _, attn = self.module.forward(self.inputs[n : n + 1], ret_attn_mask=True)
         weights = attn[0, :, region, token].float()  # (heads, k*rh*rw)
-        return TokenAttention(cell, region, token, weights, _place(weights, self.routes[n, region], g))
-
-
-def _place(weights: torch.Tensor, routes: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
-    """Put an attention row over routed-region tokens onto the (h, w) map; padded key positions are dropped.
-
-    Args:
-        weights (torch.Tensor): Row of shape (heads, k*rh*rw), route-major then row-major within the region.
-        routes (torch.Tensor): The k routed regions of shape (k,).
-        grid (RegionGrid): Region grid of the map.
-
-    Returns:
-        (torch.Tensor): Weights of shape (heads, h, w).
-    """
-    ky, kx = torch.meshgrid(torch.arange(grid.rh), torch.arange(grid.rw), indexing="ij")
-    routes = routes.cpu()
-    rows = (routes // grid.nw)[:, None] * grid.rh + ky.flatten()[None]  # (k, rh*rw)
-    cols = (routes % grid.nw)[:, None] * grid.rw + kx.flatten()[None]
-    real = ((rows < grid.h) & (cols < grid.w)).flatten()
-    out = weights.new_zeros(weights.shape[0], grid.h, grid.w)
-    out[:, rows.flatten()[real], cols.flatten()[real]] = weights[:, real.to(weights.device)]
-    return out
+        return TokenAttention(cell, region, token, weights, place_routed(weights, self.routes[n, region], g))
 
 
 def torch_model(model: nn.Module) -> nn.Module:
@@ -148,10 +128,11 @@ def bra_layers(model: nn.Module) -> list[tuple[str, int | None, BiLevelRoutingAt
 class RoutingRecorder:
     """Record the routing of every BRA layer of a model while it runs; a context manager.
 
-    While active, a forward pre-hook on the model notes the input size and a forward hook on each BRA layer stores its
-    region grid, affinities and routed regions (`route_regions`, the same code path as forward, under no_grad) and a
-    detached reference to its input. Nothing is written into the model, its outputs are unchanged, and without an
-    active recorder no hook exists. Each forward pass of the model replaces the previous record.
+    While active, hooks note each pass of the model: its input size (a forward pre-hook on the model), and for each
+    BRA layer the `RegionRouting` its forward computed (the layer's routing hook: the very tensors it attends along)
+    with a detached reference to its input (a forward hook). Nothing is written into the model, its outputs are
+    unchanged, and without an active recorder no hook exists. Each pass of the model (an image batch, or a training
+    batch dict) replaces the previous record; a layer run on its own outside a pass of the model leaves it alone.
 
     Attributes:
         root (nn.Module): The module whose forward receives the image: the Ultralytics model inside `model`, or `model`.
@@ -186,15 +167,19 @@ class RoutingRecorder:
         self.root = next((m for m in model.modules() if isinstance(m, BaseModel)), model)
         self.input_hw: tuple[int, int] | None = None
         self.record: list[LayerRouting] = []
+        self._in_pass = False
+        self._routings: dict[int, RegionRouting] = {}
         self._pass: dict[int, LayerRouting] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def start(self) -> RoutingRecorder:
-        """Add the hooks (idempotent)."""
+        """Add the hooks (idempotent). The root's end-of-pass hook comes last, after a bare layer's own hook."""
         if not self._handles:
-            self._handles.append(self.root.register_forward_pre_hook(self._new_pass))
+            self._handles.append(self.root.register_forward_pre_hook(self._begin_pass))
             for index, (name, layer, module) in enumerate(self.layers):
-                self._handles.append(module.register_forward_hook(self._hook(index, name, layer)))
+                self._handles.append(module.register_routing_hook(self._routing_hook(index)))
+                self._handles.append(module.register_forward_hook(self._layer_hook(index, name, layer)))
+            self._handles.append(self.root.register_forward_hook(self._end_pass))
         return self
 
     def stop(self) -> None:
@@ -202,6 +187,7 @@ class RoutingRecorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._in_pass = False
 
     def __enter__(self) -> RoutingRecorder:
         """Start recording."""
@@ -211,22 +197,35 @@ class RoutingRecorder:
         """Stop recording."""
         self.stop()
 
-    def _new_pass(self, module: nn.Module, args: tuple) -> None:
-        """Forward pre-hook on the root: a new pass begins; note its input size."""
-        self.input_hw = tuple(int(s) for s in args[0].shape[-2:])
-        self._pass = {}
-        self.record = []
+    def _begin_pass(self, module: nn.Module, args: tuple) -> None:
+        """Forward pre-hook on the root: a new pass begins; note its input size (of the image batch, or the
+        ``img`` of a training batch dict)."""
+        x = args[0]["img"] if isinstance(args[0], dict) else args[0]
+        self.input_hw = tuple(int(s) for s in x.shape[-2:])
+        self._in_pass, self._routings, self._pass, self.record = True, {}, {}, []
 
-    def _hook(self, index: int, name: str, layer: int | None):
-        """Forward hook of one BRA layer: store its routing for this pass."""
+    def _end_pass(self, module: nn.Module, args: tuple, output: Any) -> None:
+        """Forward hook on the root: the pass is over; later layer calls are not part of it."""
+        self._in_pass = False
+
+    def _routing_hook(self, index: int):
+        """Routing hook of one BRA layer: keep the routing its forward computed, for the layer's forward hook."""
+
+        def hook(module: BiLevelRoutingAttention_nchw, routing: RegionRouting) -> None:
+            self._routings[index] = routing
+
+        return hook
+
+    def _layer_hook(self, index: int, name: str, layer: int | None):
+        """Forward hook of one BRA layer: store its routing with its input for this pass."""
 
         def hook(module: BiLevelRoutingAttention_nchw, args: tuple, output: Any) -> None:
+            routing = self._routings.pop(index, None) if self._in_pass else None
+            if routing is None:
+                return
             x = args[0].detach()
-            routing = module.route_regions(x)
-            self._pass[index] = LayerRouting(
-                index, name, layer, module, self.input_hw or tuple(x.shape[-2:]), routing.grid, routing.affinity,
-                routing.index, x
-            )
+            size = self.input_hw or tuple(x.shape[-2:])
+            self._pass[index] = LayerRouting(index, name, layer, module, size, *routing, x)
             self.record = [self._pass[i] for i in sorted(self._pass)]
 
         return hook

@@ -30,6 +30,13 @@ __all__ = (
     "regional_routing_attention_torch",
 )
 
-for _name in __all__:  # pickled under this path, as before the split and as the tutorial fork does
+# Checkpoints pickle a class by its __module__ and name. Tutorial checkpoints and this fork's earlier ones name these
+# classes ultralytics.nn.AddModules.Biformer.<name>, so the classes claim this module whatever file defines them: any
+# future move of the code keeps every checkpoint loadable. The cost: tools that look a class up in the file of its
+# __module__ do not find it here. inspect.getsource(BiLevelRoutingAttention_nchw) raises "OSError: could not find
+# class definition", and torch.save warns "Couldn't retrieve source code for container of type ..." (harmless: that
+# source is only used to warn about changed code at load). Each class's code is in the sibling file imported above
+# (docs/architecture.md maps them).
+for _name in __all__:
     globals()[_name].__module__ = __name__
 del _name

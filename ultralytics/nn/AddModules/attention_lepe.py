@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .checks import check_heads, check_input, check_side_dwconv
 from .lce import depthwise_conv
-from .regions import static_shape
+from .sizes import static_shape
 
 __all__ = ("AttentionLePE",)
 
@@ -78,12 +79,13 @@ class AttentionLePE(nn.Module):
             (torch.Tensor): Output of shape (N, C, H, W).
         """
         check_input(x, self.dim, type(self).__name__)
-        n, c, h, w = static_shape(x)
-        tokens = x.reshape(n, c, h * w).transpose(1, 2)  # (n, h*w, c)
-        q, k, v = self.qkv(tokens).view(n, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        h = static_shape(x)[2]
+        tokens = rearrange(x, "n c h w -> n (h w) c")
+        qkv = rearrange(self.qkv(tokens), "n t (three heads d) -> three n heads t d", three=3, heads=self.num_heads)
+        q, k, v = qkv.unbind(0)  # (n, heads, h*w, d) each
         dropout = self.attn_drop.p if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)  # (n, heads, h*w, d)
-        out = out.transpose(1, 2).reshape(n, h * w, c)
+        out = rearrange(out, "n heads t d -> n t (heads d)")  # (n, h*w, c)
         if self.lepe is not None:
-            out = out + self.lepe(x).reshape(n, c, h * w).transpose(1, 2)
-        return self.proj_drop(self.proj(out)).transpose(1, 2).reshape(n, c, h, w)
+            out = out + rearrange(self.lepe(x), "n c h w -> n (h w) c")
+        return rearrange(self.proj_drop(self.proj(out)), "n (h w) c -> n c h w", h=h)

@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from .attention_paths import AUTO, PathChoice, backend_name, choose_path, log_once
 from .checks import check_heads, check_input, check_min, check_side_dwconv
 from .lce import depthwise_conv
-from .regions import RegionGrid, Size, at_most, bra_grid, from_regions, map_size, qkv_to_regions, region_means
+from .regions import RegionGrid, bra_grid, from_regions, qkv_to_regions, region_means
 from .routed_attention import region_attention
+from .routing_hooks import register_routing_hook, run_routing_hooks
 from .routing_precision import autocast_off, routing_dtype
+from .sizes import at_most, map_size
 
 __all__ = ("BiLevelRoutingAttention_nchw", "RegionRouting")
 
@@ -23,7 +26,7 @@ class RegionRouting(NamedTuple):
 
     grid: RegionGrid
     affinity: torch.Tensor  # (N, R, R), at least fp32: query region along dim 1, key region along dim 2
-    index: torch.Tensor  # (N, R, k) long: routed key regions of each query region, most affine first
+    routes: torch.Tensor  # (N, R, k) long: routed key regions of each query region, most affine first
 
 
 class BiLevelRoutingAttention_nchw(nn.Module):
@@ -136,12 +139,34 @@ class BiLevelRoutingAttention_nchw(nn.Module):
         log_once(self, f"{name}(dim={self.dim}, heads={self.num_heads})", choice)
         return choice
 
-    def region_grid(self, h: Size, w: Size) -> RegionGrid:
-        """The region grid forward uses for an (h, w) map: regions of (h // n_win, w // n_win), at least 1 token."""
-        return bra_grid(h, w, self.n_win)
+    def register_routing_hook(self, hook: Callable[[nn.Module, RegionRouting], None]) -> RemovableHandle:
+        """Call ``hook(module, routing)`` with the `RegionRouting` of every forward: the routes it attends along.
 
-    def affinity(self, q: torch.Tensor, k: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
-        """Mean-query x mean-key affinity of every pair of regions, summed over heads (no gradient, at least fp32).
+        The one inspection point of the layer (the routing maps record through it). The hook receives the tensors
+        forward uses; it must not modify them. Hooks are kept outside the module (`routing_hooks`): checkpoints and
+        deep copies carry none, and torch.compile traces skip them.
+
+        Args:
+            hook (Callable[[nn.Module, RegionRouting], None]): Called with this module and its routing.
+
+        Returns:
+            (RemovableHandle): ``handle.remove()`` unregisters the hook.
+
+        Examples:
+            >>> m, seen = BiLevelRoutingAttention_nchw(64, n_win=7, topk=4), []
+            >>> handle = m.register_routing_hook(lambda module, routing: seen.append(routing))
+            >>> _ = m(torch.randn(1, 64, 14, 14))
+            >>> handle.remove()
+            >>> tuple(seen[0].grid), seen[0].routes.shape
+            ((14, 14, 2, 2, 7, 7), torch.Size([1, 49, 4]))
+        """
+        return register_routing_hook(self, hook)
+
+    def _route(self, q: torch.Tensor, k: torch.Tensor, grid: RegionGrid) -> RegionRouting:
+        """Route every query region to the min(topk, R) key regions of largest affinity, and run the routing hooks.
+
+        The affinity of two regions is the dot product of their mean query and mean key, heads joined, computed
+        without gradient in at least fp32.
 
         Args:
             q (torch.Tensor): Region-major queries of shape (B*heads, R, rh*rw, head_dim), zeros at padding.
@@ -149,37 +174,16 @@ class BiLevelRoutingAttention_nchw(nn.Module):
             grid (RegionGrid): Region grid of the map.
 
         Returns:
-            (torch.Tensor): Affinity of shape (B, R, R), query regions along dim 1.
+            (RegionRouting): The grid, the (B, R, R) affinities (query regions along dim 1) and the (B, R, k) routes,
+                most affine first.
         """
         with torch.no_grad(), autocast_off(q):
             dtype = routing_dtype(q)
             q_mean, k_mean = (region_means(x, grid, self.num_heads, dtype) for x in (q, k))
-            return q_mean @ k_mean.transpose(1, 2)
-
-    def route(self, q: torch.Tensor, k: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
-        """Routed key regions of each query region: the top min(topk, R) of `affinity`, most affine first (B, R, k)."""
-        return self.top_regions(self.affinity(q, k, grid), grid)
-
-    def top_regions(self, affinity: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
-        """Indices of the min(topk, R) most affine key regions of each query region, (B, R, R) -> (B, R, k)."""
-        return affinity.topk(at_most(grid.regions, self.topk), dim=-1).indices
-
-    def route_regions(self, x: torch.Tensor) -> RegionRouting:
-        """The region routing forward computes for x, with the affinities it ranks (for inspection; forward does not
-        call it).
-
-        Args:
-            x (torch.Tensor): Input of shape (N, C, H, W), C == dim.
-
-        Returns:
-            (RegionRouting): The grid, the (N, R, R) affinities and the (N, R, k) routed regions, k = min(topk, R).
-        """
-        check_input(x, self.dim, type(self).__name__)
-        grid = self.region_grid(*map_size(x, symbolic=False))
-        with torch.no_grad():
-            q, k, _ = qkv_to_regions(self.qkv_linear(x), grid, self.num_heads)
-            affinity = self.affinity(q, k, grid)
-        return RegionRouting(grid, affinity, self.top_regions(affinity, grid))
+            affinity = q_mean @ k_mean.transpose(1, 2)
+            routing = RegionRouting(grid, affinity, affinity.topk(at_most(grid.regions, self.topk), dim=-1).indices)
+        run_routing_hooks(self, routing)
+        return routing
 
     def forward(self, x: torch.Tensor, ret_attn_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Apply bi-level routing attention.
@@ -194,13 +198,13 @@ class BiLevelRoutingAttention_nchw(nn.Module):
                 padded key positions, where R is the number of regions and topk is clamped to R.
         """
         check_input(x, self.dim, type(self).__name__)
-        grid = self.region_grid(*map_size(x, symbolic=self.dynamic and torch.jit.is_tracing()))
+        grid = bra_grid(*map_size(x, symbolic=self.dynamic and torch.jit.is_tracing()), self.n_win)
         qkv = self.qkv_linear(x)
         training = torch.is_grad_enabled() and (x.requires_grad or self.qkv_linear.weight.requires_grad)
         path = self.attention_path(grid, x.device, ret_attn_mask, training).path
         q, k, v = qkv_to_regions(qkv, grid, self.num_heads)
-        graph = self.route(q, k, grid).unsqueeze(1).expand(-1, self.num_heads, -1, -1)
-        out, attn = region_attention(q, k, v, graph, self.scale, grid, need_weights=ret_attn_mask, path=path)
+        routes = self._route(q, k, grid).routes.unsqueeze(1).expand(-1, self.num_heads, -1, -1)
+        out, attn = region_attention(q, k, v, routes, self.scale, grid, need_weights=ret_attn_mask, path=path)
         out = from_regions(out, grid, self.num_heads)
         if self.lepe is not None:
             out = out + self.lepe(qkv[:, 2 * self.dim :])

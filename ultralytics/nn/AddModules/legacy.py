@@ -11,13 +11,15 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .checks import check, check_heads, check_input, check_min, check_side_dwconv
 from .lce import depthwise_conv
-from .regions import gather_regions, static_shape
+from .regions import gather_regions
 from .routed_attention import attend
 from .routing_precision import autocast_off, routing_dtype
+from .sizes import static_shape
 
 __all__ = ("BiLevelRoutingAttention", "KVGather", "QKVLinear", "TopkRouting")
 
@@ -135,9 +137,8 @@ class KVGather(nn.Module):
         Returns:
             (torch.Tensor): Shape (n, p2, topk, w2, c), in kv's dtype.
         """
-        n, p2, w2, c = static_shape(kv)
-        topk = static_shape(r_idx)[-1]
-        selected = gather_regions(kv, r_idx).view(n, -1, topk, w2, c)
+        p2, topk = static_shape(kv)[1], static_shape(r_idx)[-1]  # frozen in a trace; the batch is not
+        selected = rearrange(gather_regions(kv, r_idx), "(n p k) t c -> n p k t c", p=p2, k=topk)  # (n,p2,topk,w2,c)
         if self.mul_weight == "soft":
             selected = selected * r_weight.to(selected.dtype).unsqueeze(-1).unsqueeze(-1)
         return selected
@@ -342,22 +343,26 @@ class BiLevelRoutingAttention(nn.Module):
             hp, wp = h, w
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, wp - w, 0, hp - h))
-        rh, rw, p2, qk = hp // j, wp // j, j * j, self.qk_dim
-        q, kv = self.qkv(x.reshape(n, c, j, rh, j, rw).permute(0, 2, 4, 3, 5, 1))  # (n, j, j, rh, rw, ch) each
-        q_win = q.mean((3, 4), dtype=routing_dtype(q)).reshape(n, p2, qk)
-        k_win = kv[..., :qk].mean((3, 4), dtype=routing_dtype(q)).reshape(n, p2, qk)
+        rh, rw, qk = hp // j, wp // j, self.qk_dim  # region size; p2 = n_win**2 regions below
+        regions = rearrange(x, "n c (jh rh) (jw rw) -> n jh jw rh rw c", jh=j, jw=j)  # (n, j, j, rh, rw, c)
+        q, kv = self.qkv(regions)  # (n, j, j, rh, rw, qk) and (n, j, j, rh, rw, qk + c)
+        q_win = rearrange(q.mean((3, 4), dtype=routing_dtype(q)), "n jh jw d -> n (jh jw) d")  # (n, p2, qk)
+        k_win = rearrange(kv[..., :qk].mean((3, 4), dtype=routing_dtype(q)), "n jh jw d -> n (jh jw) d")
         r_weight, r_idx = self.router(q_win, k_win)
         kv_sel = self.kv_gather(r_idx, r_weight, self._downsample(kv, n, rh, rw))  # (n, p2, topk, kv_w2, qk + c)
-        heads, kv_tokens = self.num_heads, static_shape(kv_sel)[2] * static_shape(kv_sel)[3]
-        q = q.reshape(n * p2, rh * rw, heads, qk // heads).transpose(1, 2)
-        k = kv_sel[..., :qk].reshape(n * p2, kv_tokens, heads, qk // heads).transpose(1, 2)
-        v = kv_sel[..., qk:].reshape(n * p2, kv_tokens, heads, c // heads).transpose(1, 2)
+        heads = self.num_heads
+        q = rearrange(q, "n jh jw rh rw (heads d) -> (n jh jw) heads (rh rw) d", heads=heads)  # (n*p2, heads, w2, d)
+        k, v = (  # (n*p2, heads, topk*kv_w2, d) each
+            rearrange(t, "n p topk t (heads d) -> (n p) heads (topk t) d", heads=heads)
+            for t in (kv_sel[..., :qk], kv_sel[..., qk:])
+        )
         out, attn = attend(q, k, v, self.scale, None, ret_attn_mask)  # (n*p2, heads, rh*rw, c/heads)
-        out = out.reshape(n, j, j, heads, rh, rw, c // heads).permute(0, 1, 4, 2, 5, 3, 6).reshape(n, hp, wp, c)
+        pattern = "(n jh jw) heads (rh rw) d -> n (jh rh) (jw rw) (heads d)"
+        out = rearrange(out, pattern, jh=j, jw=j, rh=rh)  # (n, hp, wp, c)
         if self.lepe is not None:
-            v_map = kv[..., qk:].permute(0, 5, 1, 3, 2, 4).reshape(n, c, hp, wp)
-            out = out + self.lepe(v_map).permute(0, 2, 3, 1)
-        out = self.wo(out)[:, :h, :w].permute(0, 3, 1, 2).contiguous()
+            v_map = rearrange(kv[..., qk:], "n jh jw rh rw c -> n c (jh rh) (jw rw)")  # (n, c, hp, wp)
+            out = out + rearrange(self.lepe(v_map), "n c h w -> n h w c")
+        out = rearrange(self.wo(out)[:, :h, :w], "n h w c -> n c h w").contiguous()  # (n, c, h, w)
         return (out, r_weight, r_idx, attn) if ret_attn_mask else out
 
     def _downsample(self, kv: torch.Tensor, n: int, rh: int, rw: int) -> torch.Tensor:
@@ -372,9 +377,8 @@ class BiLevelRoutingAttention(nn.Module):
         Returns:
             (torch.Tensor): Shape (n, n_win**2, kv_w2, c).
         """
-        p2, c = self.n_win**2, static_shape(kv)[-1]
         if isinstance(self.kv_down, nn.Identity):
-            return kv.reshape(n, p2, rh * rw, c)
+            return rearrange(kv, "n jh jw rh rw c -> n (jh jw) (rh rw) c")  # (n, p2, rh*rw, c)
         if self.kv_downsample_mode in {"avgpool", "maxpool"}:
             ratio = self.kv_downsample_ratio
             check(
@@ -383,5 +387,5 @@ class BiLevelRoutingAttention(nn.Module):
                 f"kv_downsample_mode={self.kv_downsample_mode!r} needs regions of at least kv_downsample_ratio={ratio} "
                 f"pixels per side, got {rh}x{rw}; use a larger map, a smaller n_win or a smaller ratio",
             )
-        pooled = self.kv_down(kv.reshape(n * p2, rh, rw, c).permute(0, 3, 1, 2))
-        return pooled.permute(0, 2, 3, 1).reshape(n, p2, -1, c)
+        pooled = self.kv_down(rearrange(kv, "n jh jw rh rw c -> (n jh jw) c rh rw"))  # (n*p2, c, rh', rw')
+        return rearrange(pooled, "(n p) c h w -> n p (h w) c", n=n)  # (n, p2, kv_w2, c)

@@ -1,40 +1,42 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""The region grid of BRA and the region-major layouts of its maps.
+"""The region grid of BRA and the region-major layouts of its maps: the one owner of the region layout.
 
 A map of H x W tokens is cut into regions of rh x rw tokens, row-major; the last row and column of regions may be
 partial, in which case the map is zero-padded bottom/right to whole regions and the padded positions are masked later.
+Within a region, tokens are row-major too. Everything that depends on this tiling lives here: the tensor layouts
+(`to_regions`, `from_regions`), the real-token masks and counts, a map cell's (region, token) (`cell_region`), each
+region's extent in map cells (`region_cells`) and the inverse of the routed gather (`place_routed`).
 
 Sizes are either Python ints (eager, and static exports: tracing freezes them) or, while tracing a dynamic export,
-0-dim tensors read from the input's shape, so that the exported graph computes the grid from the input it is given.
-Every function here works with both.
+0-dim tensors read from the input's shape (`sizes.py`). Every tensor function here works with both.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from .sizes import Size, at_least_one
+
 __all__ = (
     "RegionGrid",
-    "Size",
-    "at_most",
     "bra_grid",
+    "cell_region",
     "from_regions",
     "gather_regions",
-    "map_size",
+    "place_routed",
     "qkv_to_regions",
+    "region_cells",
     "region_counts",
     "region_grid",
     "region_means",
     "region_valid",
-    "static_shape",
     "to_regions",
 )
-
-Size = Union[int, torch.Tensor]  # a Python int, or a 0-dim integer tensor while tracing with symbolic sizes
 
 
 class RegionGrid(NamedTuple):
@@ -78,27 +80,6 @@ class RegionGrid(NamedTuple):
         return self.symbolic or self.hp != self.h or self.wp != self.w
 
 
-def static_shape(x: torch.Tensor) -> tuple[int, ...]:
-    """Return the shape of x as Python ints; under tracing this freezes the sizes as constants of the trace."""
-    return tuple(int(s) for s in x.shape)
-
-
-def map_size(x: torch.Tensor, symbolic: bool) -> tuple[Size, Size]:
-    """(H, W) of an (N, C, H, W) map: Python ints, or with `symbolic` the sizes as tracing records them."""
-    h, w = x.shape[2:]
-    return (h, w) if symbolic else (int(h), int(w))
-
-
-def _at_least_one(v: Size) -> Size:
-    """max(v, 1) for ints and traced sizes."""
-    return v.clamp(min=1) if isinstance(v, torch.Tensor) else max(v, 1)
-
-
-def at_most(v: Size, limit: int) -> Size:
-    """min(v, limit) for ints and traced sizes."""
-    return v.clamp(max=limit) if isinstance(v, torch.Tensor) else min(v, limit)
-
-
 def region_grid(h: Size, w: Size, rh: Size, rw: Size) -> RegionGrid:
     """Tile an (h, w) map into regions of (rh, rw), the last row/column of regions possibly partial.
 
@@ -109,7 +90,7 @@ def region_grid(h: Size, w: Size, rh: Size, rw: Size) -> RegionGrid:
 
 def bra_grid(h: Size, w: Size, n_win: int) -> RegionGrid:
     """BRA's grid: regions of (h // n_win, w // n_win) tokens, at least 1 (n_win x n_win regions when divisible)."""
-    return region_grid(h, w, _at_least_one(h // n_win), _at_least_one(w // n_win))
+    return region_grid(h, w, at_least_one(h // n_win), at_least_one(w // n_win))
 
 
 def _pad(x: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
@@ -201,3 +182,53 @@ def gather_regions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     offsets = torch.arange(index.shape[0], device=index.device) * x.shape[1]
     flat = index + offsets.view(-1, *([1] * (index.dim() - 1)))
     return x.flatten(0, 1).index_select(0, flat.reshape(-1))
+
+
+def cell_region(grid: RegionGrid, cell: tuple[int, int]) -> tuple[int, int]:
+    """The region of a map cell and the cell's token index within it (row-major, padding included).
+
+    Args:
+        grid (RegionGrid): Region grid of the map (int sizes).
+        cell (tuple[int, int]): Row and column of the cell.
+
+    Returns:
+        (tuple[int, int]): Region index (row-major over the nh x nw grid) and token index (row-major over rh x rw),
+            the indices of the cell in `to_regions`' layout.
+    """
+    (ri, ty), (rj, tx) = divmod(cell[0], grid.rh), divmod(cell[1], grid.rw)
+    return ri * grid.nw + rj, ty * grid.rw + tx
+
+
+def region_cells(grid: RegionGrid) -> np.ndarray:
+    """Each region's extent in map cells, row-major; a partial last row/column covers only the real cells.
+
+    Args:
+        grid (RegionGrid): Region grid of the map (int sizes).
+
+    Returns:
+        (np.ndarray): Shape (R, 4) int: first row, first column, end row, end column (exclusive) of each region.
+    """
+    i, j = np.divmod(np.arange(grid.nh * grid.nw), grid.nw)
+    rows = np.minimum(np.stack((i, i + 1)) * grid.rh, grid.h)
+    cols = np.minimum(np.stack((j, j + 1)) * grid.rw, grid.w)
+    return np.stack((rows[0], cols[0], rows[1], cols[1]), -1)
+
+
+def place_routed(values: torch.Tensor, routes: torch.Tensor, grid: RegionGrid) -> torch.Tensor:
+    """Inverse of the routed gather: put values over the tokens of routed regions back onto the map.
+
+    A scatter into the region-major layout (zeros in regions not routed), then `from_regions`, which crops padding.
+
+    Args:
+        values (torch.Tensor): Shape (C, k*rh*rw): for each of the k routed regions, its rh*rw tokens row-major, as
+            the routed attention lays out keys (e.g. one query token's attention row, C heads).
+        routes (torch.Tensor): The k routed regions, shape (k,), distinct.
+        grid (RegionGrid): Region grid of the map (int sizes).
+
+    Returns:
+        (torch.Tensor): Shape (C, h, w); zero outside the routed regions.
+    """
+    channels = values.shape[0]
+    region_major = values.new_zeros(channels, grid.regions, grid.tokens, 1)
+    region_major[:, routes.to(values.device)] = values.view(channels, -1, grid.tokens, 1)
+    return from_regions(region_major, grid, channels)[0]

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from .attention_paths import AUTO, GATHER, PATHS, choose_path
 from .checks import check
-from .regions import RegionGrid, from_regions, gather_regions, region_grid, region_valid, static_shape, to_regions
+from .regions import RegionGrid, from_regions, gather_regions, region_grid, region_valid, to_regions
+from .sizes import static_shape
 
 __all__ = ("RoutedAttention", "attend", "region_attention", "regional_routing_attention_torch", "routed_products")
 
@@ -54,7 +55,7 @@ def region_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    region_graph: torch.Tensor,
+    routes: torch.Tensor,
     scale: float,
     kv_grid: RegionGrid,
     need_weights: bool,
@@ -66,7 +67,7 @@ def region_attention(
         q (torch.Tensor): Region-major queries of shape (B*heads, Rq, Tq, d).
         k (torch.Tensor): Region-major keys of shape (B*heads, Rk, Tk, d).
         v (torch.Tensor): Region-major values of shape (B*heads, Rk, Tk, dv).
-        region_graph (torch.Tensor): Routed key regions, long, of shape (B, heads, Rq, topk).
+        routes (torch.Tensor): Routed key regions, long, of shape (B, heads, Rq, topk).
         scale (float): Multiplier of q.k before the softmax.
         kv_grid (RegionGrid): Region grid of the key/value map; its padded positions are masked out.
         need_weights (bool): Also return the attention matrix.
@@ -77,25 +78,26 @@ def region_attention(
         attn (torch.Tensor | None): Shape (B, heads, Rq, Tq, topk*Tk), or None.
     """
     check(path in PATHS, "region_attention", f"path must be one of {PATHS}, got {path!r}")
-    graph = region_graph.flatten(0, 1)  # (B*heads, Rq, topk)
+    flat_routes = routes.flatten(0, 1)  # (B*heads, Rq, topk)
     mask = None
     if kv_grid.padded:  # padded keys take no weight; padded query rows are cropped by the caller
-        valid = region_valid(kv_grid, graph.device)
-        mask = valid.index_select(0, graph.reshape(-1)).view(*graph.shape[:2], 1, -1)  # (B*heads, Rq, 1, topk*Tk)
+        valid = region_valid(kv_grid, flat_routes.device)
+        mask = valid.index_select(0, flat_routes.reshape(-1))
+        mask = mask.view(*flat_routes.shape[:2], 1, -1)  # (B*heads, Rq, 1, topk*Tk)
     if path == GATHER:
-        k_sel = gather_regions(k, graph).view(*graph.shape[:2], -1, k.shape[-1])
-        v_sel = gather_regions(v, graph).view(*graph.shape[:2], -1, v.shape[-1])
+        k_sel = gather_regions(k, flat_routes).view(*flat_routes.shape[:2], -1, k.shape[-1])
+        v_sel = gather_regions(v, flat_routes).view(*flat_routes.shape[:2], -1, v.shape[-1])
         out, attn = attend(q, k_sel, v_sel, scale, mask, need_weights)
     else:
-        out, attn = _attend_per_route(q, k, v, graph, scale, mask, need_weights)
-    return out, None if attn is None else attn.view(*region_graph.shape[:3], q.shape[2], -1)
+        out, attn = _attend_per_route(q, k, v, flat_routes, scale, mask, need_weights)
+    return out, None if attn is None else attn.view(*routes.shape[:3], q.shape[2], -1)
 
 
 def _attend_per_route(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    graph: torch.Tensor,
+    routes: torch.Tensor,
     scale: float,
     mask: torch.Tensor | None,
     need_weights: bool,
@@ -106,7 +108,7 @@ def _attend_per_route(
         q (torch.Tensor): Region-major queries of shape (B', Rq, Tq, d).
         k (torch.Tensor): Region-major keys of shape (B', Rk, Tk, d).
         v (torch.Tensor): Region-major values of shape (B', Rk, Tk, dv).
-        graph (torch.Tensor): Routed key regions, long, of shape (B', Rq, topk).
+        routes (torch.Tensor): Routed key regions, long, of shape (B', Rq, topk).
         scale (float): Multiplier of q.k before the softmax.
         mask (torch.Tensor | None): Boolean mask of shape (B', Rq, 1, topk*Tk), True where a key may be attended.
         need_weights (bool): Also return the attention matrix.
@@ -115,8 +117,8 @@ def _attend_per_route(
         out (torch.Tensor): Shape (B', Rq, Tq, dv).
         attn (torch.Tensor | None): Shape (B', Rq, Tq, topk*Tk), or None.
     """
-    offsets = torch.arange(k.shape[0], device=graph.device).view(-1, 1, 1) * k.shape[1]
-    index = (graph + offsets).permute(2, 0, 1).flatten(1)  # (topk, B'*Rq): flat key regions, route-major
+    offsets = torch.arange(k.shape[0], device=routes.device).view(-1, 1, 1) * k.shape[1]
+    index = (routes + offsets).permute(2, 0, 1).flatten(1)  # (topk, B'*Rq): flat key regions, route-major
     recorded = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     if recorded and not need_weights and not torch.jit.is_tracing():
         return RoutedAttention.apply(q, k, v, index, scale, mask), None
@@ -142,15 +144,15 @@ def routed_products(
         attn (torch.Tensor): Shape (B', Rq, Tq, topk*Tk).
     """
     kf, vf, qf = k.flatten(0, 1), v.flatten(0, 1), q.flatten(0, 1)
-    routes = index.unbind(0)
-    logits = torch.cat([torch.matmul(qf, kf.index_select(0, i).transpose(-2, -1)) for i in routes], -1)
+    route_indices = index.unbind(0)
+    logits = torch.cat([torch.matmul(qf, kf.index_select(0, i).transpose(-2, -1)) for i in route_indices], -1)
     logits = logits.unflatten(0, q.shape[:2]).mul_(scale)
     if mask is not None:
         logits = logits.masked_fill_(~mask, float("-inf"))
     attn = logits.softmax(dim=-1)
-    parts = attn.flatten(0, 1).unflatten(-1, (len(routes), -1)).unbind(-2)
+    parts = attn.flatten(0, 1).unflatten(-1, (len(route_indices), -1)).unbind(-2)
     out = None
-    for a, i in zip(parts, routes):
+    for a, i in zip(parts, route_indices):
         o = a @ vf.index_select(0, i)
         out = o if out is None else out.add_(o)
     return out.unflatten(0, q.shape[:2]), attn
@@ -192,18 +194,18 @@ class RoutedAttention(torch.autograd.Function):
         q, k, v, index, attn = ctx.saved_tensors
         kf, vf, qf = k.flatten(0, 1), v.flatten(0, 1), q.flatten(0, 1)
         dout = grad_out.flatten(0, 1).to(v.dtype)
-        routes = index.unbind(0)
-        probs = attn.flatten(0, 1).unflatten(-1, (len(routes), -1)).permute(2, 0, 1, 3)  # (topk, B'*Rq, Tq, Tk)
+        route_indices = index.unbind(0)
+        probs = attn.flatten(0, 1).unflatten(-1, (len(route_indices), -1)).permute(2, 0, 1, 3)  # (topk, B'*Rq, Tq, Tk)
         dvf = torch.zeros_like(vf)
         dprobs = dout.new_empty(probs.shape)  # each route's slice contiguous: written in place
-        for j, i in enumerate(routes):
+        for j, i in enumerate(route_indices):
             torch.bmm(dout, vf.index_select(0, i).transpose(-2, -1), out=dprobs[j])
             dvf.index_add_(0, i, torch.bmm(probs[j].to(v.dtype).transpose(-2, -1), dout))
         ds = dprobs.to(attn.dtype)
         ds = ds.sub_((ds * probs).sum((0, 3), keepdim=True)).mul_(probs).mul_(ctx.scale).to(q.dtype)
         dkf = torch.zeros_like(kf)
         dqf = None
-        for s, i in zip(ds.unbind(0), routes):
+        for s, i in zip(ds.unbind(0), route_indices):
             dqf = torch.bmm(s, kf.index_select(0, i)) if dqf is None else dqf.baddbmm_(s, kf.index_select(0, i))
             dkf.index_add_(0, i, torch.bmm(s.transpose(-2, -1), qf))
         return dqf.view_as(q), dkf.view_as(k), dvf.view_as(v), None, None, None
@@ -241,8 +243,8 @@ def regional_routing_attention_torch(
 
     Examples:
         >>> q = k = v = torch.randn(1, 8, 4, 4)
-        >>> graph = torch.tensor([[0, 1], [1, 0], [2, 3], [3, 2]]).view(1, 1, 4, 2)
-        >>> out, attn = regional_routing_attention_torch(q, k, v, 8**-0.5, graph, region_size=(2, 2))
+        >>> routes = torch.tensor([[0, 1], [1, 0], [2, 3], [3, 2]]).view(1, 1, 4, 2)
+        >>> out, attn = regional_routing_attention_torch(q, k, v, 8**-0.5, routes, region_size=(2, 2))
         >>> out.shape, attn.shape
         (torch.Size([1, 8, 4, 4]), torch.Size([1, 1, 4, 4, 8]))
     """
