@@ -63,8 +63,10 @@ def test_identical_predictions_give_zero_interval():
 
 def test_seeds_pair_k_with_k_under_one_resample():
     """Variant seeds (PERFECT, HALF) against baseline seeds (HALF, PERFECT): the pair differences cancel on every
-    joint resample, so the interval is [0, 0]. Two equal pairs give exactly one pair's interval: one resample for all
-    pairs, not one each (which would narrow it)."""
+    resample only if all pairs share it (separate resamples per pair would not cancel), so the interval is [0, 0].
+    Two equal pairs give exactly one pair's interval: one resample for all pairs, not one each (which would narrow
+    it). (The mean of paired differences is the difference of the means, so which seed pairs with which cannot
+    matter to the figure; the pairing is of resamples.)"""
     (cancel,) = paired_bootstrap([[HALF, PERFECT], [PERFECT, HALF]], resamples=200, seed=0)
     assert (cancel.difference, cancel.low, cancel.high) == (0.0, 0.0, 0.0)  # the mean over both pairs
     (same,) = paired_bootstrap([[HALF, HALF], [PERFECT, PERFECT]], resamples=500, seed=0)

@@ -44,6 +44,10 @@ def export_cases() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "nchw-divisible": (BiLevelRoutingAttention_nchw(DIM, num_heads=4), (1, DIM, 14, 14)),
         "hgblock": (HGBlock_Biformer(DIM, 8, DIM, k=3, n=2, lightconv=True, shortcut=True), (1, DIM, 13, 11)),
         "legacy": (BiLevelRoutingAttention(DIM, n_win=3, num_heads=2, soft_routing=True), (1, DIM, 10, 7)),
+        "legacy-pooled-kv": (
+            BiLevelRoutingAttention(DIM, n_win=2, num_heads=2, kv_downsample_mode="avgpool", kv_downsample_ratio=2),
+            (1, DIM, 8, 8),
+        ),
         "lepe": (AttentionLePE(DIM, num_heads=2), (1, DIM, 5, 4)),
     }
 

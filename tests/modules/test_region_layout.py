@@ -50,10 +50,15 @@ def test_place_routed_is_from_regions_of_the_routed_values():
     regions' tokens, zero elsewhere, padding dropped (the recorder places attention rows with it)."""
     routes = torch.tensor([10, 2, 7])  # a partial region first, then two whole ones
     values = torch.arange(2 * 3 * GRID.tokens, dtype=torch.float64).view(2, -1) + 1  # 2 heads, distinct nonzero
-    region_major = torch.zeros(2, GRID.regions, GRID.tokens, 1, dtype=torch.float64)
-    region_major[:, routes] = values.view(2, 3, GRID.tokens, 1)
-    expected = from_regions(region_major, GRID, num_heads=2)[0]
     placed = place_routed(values, routes, GRID)
+    expected = torch.zeros(2, H, W, dtype=torch.float64)  # by hand: route j's token t at its cell, if real
+    for j, region in enumerate(routes.tolist()):
+        region_row, region_col = divmod(region, 3)  # 3 regions per row
+        for t in range(6):  # 2x3 tokens, row-major
+            row, col = region_row * 2 + t // 3, region_col * 3 + t % 3
+            if row < H:
+                expected[:, row, col] = values[:, j * 6 + t]
     assert placed.shape == (2, H, W) and torch.equal(placed, expected)
-    # and by hand: route 0 is region 10 (region row 3, column 1): its token (0, 2) is map cell (6, 5)
-    assert placed[1, 6, 5] == values[1, 2] and placed[:, :6, :3].eq(0).all()
+    region_major = torch.zeros(2, GRID.regions, GRID.tokens, 1, dtype=torch.float64)  # and as from_regions lays out
+    region_major[:, routes] = values.view(2, 3, GRID.tokens, 1)
+    assert torch.equal(placed, from_regions(region_major, GRID, num_heads=2)[0])

@@ -89,8 +89,7 @@ def test_models_without_bra_layers_predict_as_upstream(tmp_path: Path):
     files = sorted(p.relative_to(tmp_path / "p").as_posix() for p in (tmp_path / "p").rglob("*"))
     assert files == ["bus_cam.jpg"]
     assert on_predict_start in model.predictor.callbacks["on_predict_start"]  # registered, but idle without BRA
-    writer = getattr(model.predictor, WRITER_ATTR)
-    assert writer.recorder is None and writer.paths == []
+    assert getattr(model.predictor, WRITER_ATTR).paths == []  # its writer ran and drew nothing
 
 
 def test_default_query():

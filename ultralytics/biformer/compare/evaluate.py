@@ -25,7 +25,10 @@ def validate(
     """Validate a model on the dataset's ``val`` split with upstream's validator and ``save_json=True``.
 
     With ``save_json=True`` upstream's detection validator builds COCO-format ground truth for any dataset and runs
-    faster-coco-eval on the predictions, which adds AP for small, medium and large objects to its statistics.
+    faster-coco-eval on the predictions, which adds AP for small, medium and large objects to its statistics. mAP50,
+    mAP50-95, P and R are those of upstream's ``ap_per_class`` (the validator's table) on every dataset, so that the
+    bootstrap, which recomputes them per image sample, reproduces them; on COCO and LVIS upstream's final statistics
+    replace mAP with faster-coco-eval's.
     The validator is called as ``Model.val`` calls it, keeping the statistics ``Model.val`` does not return, and its
     per-image statistics (from which the bootstrap recomputes mAP50-95 on resampled images).
 
@@ -61,11 +64,12 @@ def validate(
     validator = model.task_map[model.task]["validator"](args=args, _callbacks=callbacks)
     kept = keep_per_image_stats(validator)
     stats = validator(model=model.model)
+    box = validator.metrics.box  # ap_per_class's figures: on COCO and LVIS upstream's stats switch to faster-coco-eval's
     result = {
-        "mAP50": stats["metrics/mAP50(B)"],
-        "mAP50-95": stats["metrics/mAP50-95(B)"],
-        "precision": stats["metrics/precision(B)"],
-        "recall": stats["metrics/recall(B)"],
+        "mAP50": float(box.map50),
+        "mAP50-95": float(box.map),
+        "precision": float(box.mp),
+        "recall": float(box.mr),
         "val_images": validator.seen,
     }
     return {**result, **ap_by_size(stats)}, PerImageStats.from_validator(kept)

@@ -181,6 +181,8 @@ def check_data(data: str | Path | None) -> tuple[str, dict[str, Any]]:
 
 def _seed_list(seeds: str | Sequence[int]) -> list[int]:
     """Read an explicit seed list: ints, or a comma-separated string of them."""
+    if not isinstance(seeds, (str, list, tuple)):
+        raise CompareError(f"seeds: a count (seeds=3) or a list of seeds (seeds=0,3,7), got {seeds!r}")
     items = [s.strip() for s in seeds.split(",")] if isinstance(seeds, str) else list(seeds)
     try:
         values = [int(s) if isinstance(s, str) else s for s in items]

@@ -62,11 +62,11 @@ class PerImageStats:
         """Build from ``DetMetrics.stats``: lists with one array per image (``tp``, ``conf``, ``pred_cls``,
         ``target_cls``), in validation order.
         """
-        return cls(
-            tp=np.concatenate(stats["tp"], 0).astype(bool),
-            conf=np.concatenate(stats["conf"], 0).astype(float),
-            pred_cls=np.concatenate(stats["pred_cls"], 0).astype(float),
-            target_cls=np.concatenate(stats["target_cls"], 0).astype(float),
+        return cls(  # dtypes as the validator's: its own concatenation, so ties in confidence sort the same way
+            tp=np.concatenate(stats["tp"], 0),
+            conf=np.concatenate(stats["conf"], 0),
+            pred_cls=np.concatenate(stats["pred_cls"], 0),
+            target_cls=np.concatenate(stats["target_cls"], 0),
             pred_counts=np.array([len(c) for c in stats["conf"]], dtype=np.int64),
             target_counts=np.array([len(c) for c in stats["target_cls"]], dtype=np.int64),
         )

@@ -179,7 +179,7 @@ class RoutingRecorder:
             for index, (name, layer, module) in enumerate(self.layers):
                 self._handles.append(module.register_routing_hook(self._routing_hook(index)))
                 self._handles.append(module.register_forward_hook(self._layer_hook(index, name, layer)))
-            self._handles.append(self.root.register_forward_hook(self._end_pass))
+            self._handles.append(self.root.register_forward_hook(self._end_pass, always_call=True))  # even if it raises
         return self
 
     def stop(self) -> None:

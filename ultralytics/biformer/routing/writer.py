@@ -12,13 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ultralytics.utils import LOGGER
+
 from .geometry import ImageTransform
 from .record import RoutingRecorder, bra_layers
 
 if TYPE_CHECKING:
     from ultralytics.engine.predictor import BasePredictor
 
-    from .draw import RoutingView
+PREFIX = "Routing maps: "
 
 
 class RoutingMapWriter:
@@ -34,9 +36,7 @@ class RoutingMapWriter:
         save_dir (Path | None): Output folder; None: the predictor's save_dir.
         always (bool): Write for every prediction; False: only when the predictor runs with visualize=True.
         recorder (RoutingRecorder | None): The active recorder, between start and stop.
-        paths (list[Path]): Every PNG written, per image its pictures then its contact sheet.
-        views (list[list[RoutingView]]): The views drawn for the last batch, one list per image (only the last
-            batch's: a view holds its layer's recorded input).
+        paths (list[Path]): Every PNG written since the last start, per image its pictures then its contact sheet.
     """
 
     def __init__(
@@ -54,17 +54,23 @@ class RoutingMapWriter:
         self.always = always
         self.recorder: RoutingRecorder | None = None
         self.paths: list[Path] = []
-        self.views: list[list[RoutingView]] = []
+        self._warned = False
 
     def start(self, predictor: BasePredictor) -> None:
         """Start recording the predictor's model (set up by now) if it has BRA layers and maps are wanted."""
         self.stop()
+        self.paths, self._warned = [], False
         if (self.always or predictor.args.visualize) and bra_layers(predictor.model):
             self.recorder = RoutingRecorder(predictor.model).start()
 
     def write(self, predictor: BasePredictor) -> None:
         """Write the routing pictures of every image of the batch just predicted."""
-        if self.recorder is None or not self.recorder.record:
+        if self.recorder is None:
+            return
+        if not self.recorder.record:
+            if not self._warned:
+                LOGGER.warning(f"{PREFIX}no BRA layer recorded its routing (compiled code runs no routing hooks): none")
+                self._warned = True
             return
         from .maps import default_query, routing_views, write_views  # matplotlib only when pictures are drawn
 
@@ -75,7 +81,6 @@ class RoutingMapWriter:
             boxes = result.boxes
             xy = self.query or default_query(boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy(), result.orig_shape)
             views = routing_views(self.recorder.record, result.orig_img, transform, xy, n)
-            self.views.append(views)
             self.paths += write_views(views, save_dir, Path(result.path).stem)
 
     def stop(self, predictor: BasePredictor | None = None) -> None:

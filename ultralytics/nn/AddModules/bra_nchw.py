@@ -144,7 +144,7 @@ class BiLevelRoutingAttention_nchw(nn.Module):
 
         The one inspection point of the layer (the routing maps record through it). The hook receives the tensors
         forward uses; it must not modify them. Hooks are kept outside the module (`routing_hooks`): checkpoints and
-        deep copies carry none, and torch.compile traces skip them.
+        deep copies carry none, and compiled code (torch.compile) runs none.
 
         Args:
             hook (Callable[[nn.Module, RegionRouting], None]): Called with this module and its routing.

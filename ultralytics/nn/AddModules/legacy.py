@@ -334,7 +334,7 @@ class BiLevelRoutingAttention(nn.Module):
         """
         name = type(self).__name__
         check_input(x, self.dim, name)
-        n, c, h, w = static_shape(x)
+        h, w = static_shape(x)[2:]
         j = self.n_win
         if self.auto_pad:
             hp, wp = math.ceil(h / j) * j, math.ceil(w / j) * j
@@ -349,7 +349,7 @@ class BiLevelRoutingAttention(nn.Module):
         q_win = rearrange(q.mean((3, 4), dtype=routing_dtype(q)), "n jh jw d -> n (jh jw) d")  # (n, p2, qk)
         k_win = rearrange(kv[..., :qk].mean((3, 4), dtype=routing_dtype(q)), "n jh jw d -> n (jh jw) d")
         r_weight, r_idx = self.router(q_win, k_win)
-        kv_sel = self.kv_gather(r_idx, r_weight, self._downsample(kv, n, rh, rw))  # (n, p2, topk, kv_w2, qk + c)
+        kv_sel = self.kv_gather(r_idx, r_weight, self._downsample(kv, rh, rw))  # (n, p2, topk, kv_w2, qk + c)
         heads = self.num_heads
         q = rearrange(q, "n jh jw rh rw (heads d) -> (n jh jw) heads (rh rw) d", heads=heads)  # (n*p2, heads, w2, d)
         k, v = (  # (n*p2, heads, topk*kv_w2, d) each
@@ -365,12 +365,11 @@ class BiLevelRoutingAttention(nn.Module):
         out = rearrange(self.wo(out)[:, :h, :w], "n h w c -> n c h w").contiguous()  # (n, c, h, w)
         return (out, r_weight, r_idx, attn) if ret_attn_mask else out
 
-    def _downsample(self, kv: torch.Tensor, n: int, rh: int, rw: int) -> torch.Tensor:
+    def _downsample(self, kv: torch.Tensor, rh: int, rw: int) -> torch.Tensor:
         """Down-sample each region's keys/values.
 
         Args:
             kv (torch.Tensor): Keys and values of shape (n, n_win, n_win, rh, rw, c).
-            n (int): Batch size.
             rh (int): Region height.
             rw (int): Region width.
 
@@ -388,4 +387,4 @@ class BiLevelRoutingAttention(nn.Module):
                 f"pixels per side, got {rh}x{rw}; use a larger map, a smaller n_win or a smaller ratio",
             )
         pooled = self.kv_down(rearrange(kv, "n jh jw rh rw c -> (n jh jw) c rh rw"))  # (n*p2, c, rh', rw')
-        return rearrange(pooled, "(n p) c h w -> n p (h w) c", n=n)  # (n, p2, kv_w2, c)
+        return rearrange(pooled, "(n p) c h w -> n p (h w) c", p=self.n_win**2)  # (n, p2, kv_w2, c)

@@ -3,7 +3,8 @@
 
 The hooks live in a registry beside the modules (weakly keyed), not on them: a checkpoint pickled while a hook is
 registered carries no hook, a deep copy of a layer starts without hooks, and a layer without hooks pays one dict
-lookup per forward. Hooks do not run while torch.compile traces.
+lookup per forward. Code that torch.compile compiled runs no hooks (so `compile=True` predictions draw no routing
+maps); tracing for export runs them in Python and records nothing of them in the graph.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def register_routing_hook(module: nn.Module, hook: Callable[[nn.Module, Any], No
 
 
 def run_routing_hooks(module: nn.Module, routing: Any) -> None:
-    """Call the routing hooks of ``module`` with ``routing`` (nothing while torch.compile traces)."""
+    """Call the routing hooks of ``module`` with ``routing`` (none in code torch.compile compiles)."""
     if torch.compiler.is_compiling():
         return
     for hook in tuple(_HOOKS.get(module, {}).values()):
