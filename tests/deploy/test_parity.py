@@ -63,6 +63,18 @@ def test_torchscript(model: str, exports, references):
 
 
 @models
+def test_torchscript_dynamic(model: str, exports, references):
+    """A dynamic TorchScript export (`format=torchscript dynamic=True`, patch 0005 for BRA) matches PyTorch at every
+    batch size and input size, as rtdetr-l's does."""
+    traced = torch.jit.load(exports[model, "torchscript", True])
+    for n, h, w in DYNAMIC_INPUTS:
+        x, expected = references[model, n, h, w]
+        with torch.inference_mode():
+            out = traced(x)
+        assert_same_detections((out[0] if isinstance(out, (list, tuple)) else out).numpy(), expected, FP32_ATOL)
+
+
+@models
 def test_onnx(model: str, exports, backends, references):
     """A static ONNX export has no shape arithmetic left and matches PyTorch through AutoBackend."""
     assert "Shape" not in {node.op_type for node in onnx.load(exports[model, "onnx", False]).graph.node}
