@@ -64,7 +64,7 @@ def validate(
     validator = model.task_map[model.task]["validator"](args=args, _callbacks=callbacks)
     kept = keep_per_image_stats(validator)
     stats = validator(model=model.model)
-    box = validator.metrics.box  # ap_per_class's figures: on COCO and LVIS upstream's stats switch to faster-coco-eval's
+    box = validator.metrics.box  # ap_per_class's figures (on COCO and LVIS, stats hold faster-coco-eval's)
     result = {
         "mAP50": float(box.map50),
         "mAP50-95": float(box.map),

@@ -131,22 +131,29 @@ def _bootstrap(runs: list[Run], names: list[str], seeds: list[int], resamples: i
 
 
 def _exports(
-    runs: list[Run], rows: list[dict[str, Any]], formats: list[str], args: dict[str, Any], tolerances: dict, rounds: int
+    runs: list[Run],
+    firsts: list[Run],
+    summary: dict[str, dict[str, dict[str, float | None]]],
+    formats: list[str],
+    args: dict[str, Any],
+    tolerances: dict[str, float],
+    rounds: int,
 ) -> list[dict[str, Any]]:
-    """Export and validate every run in every format; summarize per (model, format) against its PyTorch figure."""
-    names = list(dict.fromkeys(r.entry.name for r in runs))
-    pytorch = summarize(rows)
+    """Export and validate every run in every format; summarize per (model, format) against its PyTorch figure.
+
+    ``firsts`` holds each model's first-seed run (the one timed), ``summary`` the PyTorch figures (`summarize`).
+    """
+    names = [r.entry.name for r in firsts]
     exported = {(r.entry.name, r.seed, f): export_result(r.folder, f, args) for r in runs for f in formats}
-    firsts = {name: next(r for r in runs if r.entry.name == name) for name in names}
     summaries = []
     for fmt in formats:
-        files = [firsts[n].folder / exported[(n, firsts[n].seed, fmt)]["file"] for n in names]
+        files = [r.folder / exported[(r.entry.name, r.seed, fmt)]["file"] for r in firsts]
         LOGGER.info(f"{PREFIX}latency of the {fmt} exports: {rounds} interleaved rounds of {len(names)} models")
         latencies = measure(files, args["imgsz"], args["device"], rounds)
         for name, ms in zip(names, latencies):
             per_seed = [{"seed": s, **e} for (n, s, f), e in exported.items() if n == name and f == fmt]
             tolerance = flag_tolerance(tolerances, name, names[0])
-            pytorch_map = pytorch[name]["mAP50-95"]["mean"]
+            pytorch_map = summary[name]["mAP50-95"]["mean"]
             summaries.append(export_summary(name, fmt, per_seed, pytorch_map, tolerance, ms))
     return summaries
 
@@ -234,7 +241,8 @@ def compare(
 
     intervals = _bootstrap(runs, names, seed_list, bootstrap, bootstrap_seed) if len(names) > 1 else None
     half_widths = {n: (v["high"] - v["low"]) / 2 for n, v in intervals["variants"].items()} if intervals else {}
-    exports = _exports(runs, rows, format_list, args, half_widths, latency_rounds) if format_list else None
+    summary = summarize(rows)
+    exports = _exports(runs, firsts, summary, format_list, args, half_widths, latency_rounds) if format_list else None
 
     notes = run_notes(epochs)
     environment = _environment(device)
@@ -248,7 +256,7 @@ def compare(
     write_csv(out / "compare.csv", rows)
     document = {"notes": notes, "baseline": names[0], "settings": settings, **environment}
     document.update(dataset={"yaml": data_yaml, "nc": dataset["nc"], "names": dataset["names"]}, wall_time_s=wall)
-    document.update(summary=summarize(rows), bootstrap=intervals, exports=exports)
+    document.update(summary=summary, bootstrap=intervals, exports=exports)
     write_json(out / "compare.json", {**document, "models": rows})
     seeds_text = f", {len(seed_list)} seeds" if len(seed_list) > 1 else ""
     title = f"{len(names)} models, {epochs} epochs at {imgsz} px on {Path(data_yaml).name}{seeds_text}"
