@@ -8,6 +8,11 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # test and export extras, pinned: offline, Ultralytics cannot install what an export or a test asks for
 DEV_EXTRAS := wheel==0.48.0 pytest==9.2.0 onnx==1.23.2 onnxruntime==1.32.0 onnxslim==0.1.98 openvino==2026.4.1
 COMPARE_EXTRAS := faster-coco-eval==1.8.0
+# the deploy matrix's breadth runtimes (tests/deploy/test_runtimes.py), with what they use but do not declare (x2paddle
+# imports six; ncnn's own dependencies, which upstream skips with --no-deps, pinned here); protobuf below 7, upstream's
+# cap for PaddlePaddle, and at least 6.31.1 for onnx. TensorFlow and LiteRT cannot join: see docs/deploy.md
+RUNTIME_EXTRAS := ncnn==1.0.20261020 portalocker==4.4.2 tqdm==4.70.1 pnnx==20260526 MNN==3.6.1 paddlepaddle==3.2.2 \
+	x2paddle==1.6.0 six==1.17.0 protobuf==6.33.6 executorch==1.5.1
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # make train: override on the command line, e.g. `make train DATA=/path/data.yaml EPOCHS=100 IMGSZ=640 DEVICE=0`
@@ -45,12 +50,13 @@ help:  ## list the targets
 
 venv: $(VENV)/.installed  ## .venv: torch pins first, then the fork (development mode), then test/export extras
 
-$(VENV)/.installed: pyproject.toml upstream.toml
+$(VENV)/.installed: pyproject.toml upstream.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet --editable .
 	$(PY) -m pip install --quiet $(DEV_EXTRAS)
 	$(PY) -m pip install --quiet $(COMPARE_EXTRAS)
+	$(PY) -m pip install --quiet $(RUNTIME_EXTRAS)
 	touch $@
 
 develop: venv  ## restage build/editable if patches, pin or the overlay file list changed

@@ -1,12 +1,14 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""Deployment benchmark: CPU latency of the exported whole models in onnxruntime and OpenVINO.
+"""Deployment benchmark: CPU latency of the exported whole models in onnxruntime, OpenVINO, MNN and ExecuTorch.
 
 rtdetr-l-HGBlock_Biformer, its floor model (each BiLevelRoutingAttention_nchw replaced by `variants.UnavoidableParts`,
 same weights) and rtdetr-l, all nc=1 with seeded random weights, are exported through Ultralytics' own exporter
 (`Model.export`) once per export kind and runtime into a folder of their own, loaded with one inference thread, and
 timed on one random image, the models interleaved in every repeat after a warm-up. For OpenVINO the BRA model is also
 exported without its f32 routing marks (`plan.BRA_ROUTING_UNMARKED`): their latency cost. Each exported model's output
-on that image is compared with its PyTorch model's, at fp32 and at the precision it is timed at.
+on that image is compared with its PyTorch model's, at fp32 and at the precision it is timed at. MNN and ExecuTorch
+run as Ultralytics' AutoBackend configures them (MNN at precision "low", ExecuTorch through its XNNPACK delegate), at
+the plan's thread count, and only at the static export kinds `DeployPlan.serves` names.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from model_bench import build_models, reference_ratios
 from plan import (
     BRA,
     BRA_ROUTING_UNMARKED,
+    EXECUTORCH,
     FLOOR,
     FP32,
+    MNN,
     ONNXRUNTIME,
     OPENVINO,
     PLAIN,
@@ -39,10 +43,12 @@ from plan import (
 )
 
 CPU = torch.device("cpu")
-EXPORT_FORMATS = {ONNXRUNTIME: "onnx", OPENVINO: "openvino"}
+EXPORT_FORMATS = {ONNXRUNTIME: "onnx", OPENVINO: "openvino", MNN: "mnn", EXECUTORCH: "executorch"}
 OPENVINO_DEVICE = "CPU"
 OPENVINO_HINT = "LATENCY"
 OPENVINO_PRECISIONS = {"f32": FP32, "bf16": "bf16", "f16": "fp16"}  # OpenVINO's element type names to ours
+MNN_PRECISION = "low"  # what AutoBackend asks MNN for: fp16 where the CPU has it (ARM), fp32 on x86
+MNN_CHECK_PRECISION = "high"
 EXPORT_ATTRIBUTES = ("args", "task")  # what Ultralytics' Model sets on a model built from a YAML, and export reads
 INPUT_NOTE = (
     "One uniform random image in [0, 1) (seeded), the same for every model, and random (seeded) weights: the "
@@ -77,18 +83,18 @@ def export(wrapper: object, runtime: str, kind: ExportKind, simplify: bool, stem
 
     Args:
         wrapper (ultralytics.RTDETR): From `exportable`.
-        runtime (str): ONNXRUNTIME or OPENVINO.
+        runtime (str): A key of EXPORT_FORMATS.
         kind (ExportKind): Image size and static or dynamic input size.
         simplify (bool): Run onnxslim (ONNX exports only).
         stem (Path): Output name without suffix; the exporter names its files after the model's `pt_path`.
 
     Returns:
-        (Path): The .onnx file, or the OpenVINO .xml file.
+        (Path): The .onnx or .mnn file, the OpenVINO .xml file, or the ExecuTorch .pte file.
     """
     wrapper.model.pt_path = str(stem.with_suffix(".pt"))
-    options = {"simplify": simplify} if runtime == ONNXRUNTIME else {}  # the exporter rejects it for OpenVINO
+    options = {"simplify": simplify} if runtime == ONNXRUNTIME else {}  # the exporter rejects it elsewhere
     exported = Path(wrapper.export(format=EXPORT_FORMATS[runtime], imgsz=kind.imgsz, dynamic=kind.dynamic, **options))
-    return exported if exported.is_file() else exported / f"{stem.name}.xml"
+    return exported if exported.is_file() else next(exported.glob("*.pte"), exported / f"{stem.name}.xml")
 
 
 def onnxruntime_runner(path: Path, threads: int) -> tuple[Runner, str]:
@@ -141,7 +147,71 @@ def openvino_runner(path: Path, threads: int, pin_fp32: bool = False) -> tuple[R
     return run, OPENVINO_PRECISIONS.get(precision, precision)
 
 
-RUNNERS = {ONNXRUNTIME: onnxruntime_runner, OPENVINO: openvino_runner}
+def mnn_runner(path: Path, threads: int, precision: str = MNN_PRECISION) -> tuple[Runner, str]:
+    """Load an MNN model on the CPU with `threads` threads, at AutoBackend's precision unless told otherwise.
+
+    Args:
+        path (Path): The .mnn file.
+        threads (int): Threads.
+        precision (str): MNN's "low" (AutoBackend's), "normal" or "high".
+
+    Returns:
+        (tuple[Runner, str]): As `onnxruntime_runner`; the precision is "mnn-<precision>" (MNN does not report
+            what it computes in).
+    """
+    import MNN as mnn
+
+    manager = mnn.nn.create_runtime_manager(({"precision": precision, "backend": "CPU", "numThread": threads},))
+    net = mnn.nn.load_module_from_file(str(path), [], [], runtime_manager=manager, rearrange=True)
+
+    def run(image: np.ndarray) -> np.ndarray:
+        return net.onForward([mnn.expr.const(image, image.shape)])[0].read().copy()
+
+    return run, f"mnn-{precision}"
+
+
+def executorch_runner(path: Path, threads: int) -> tuple[Runner, str]:
+    """Load an ExecuTorch program (XNNPACK-delegated, as Ultralytics exports it) with `threads` pool threads.
+
+    Args:
+        path (Path): The .pte file.
+        threads (int): Threads of ExecuTorch's thread pool (process-wide).
+
+    Returns:
+        (tuple[Runner, str]): As `onnxruntime_runner` (XNNPACK runs the fp32 graph).
+    """
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
+
+    _unsafe_reset_threadpool(threads)
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    return (lambda image: method.execute([torch.from_numpy(image)])[0].numpy()), FP32
+
+
+RUNNERS = {ONNXRUNTIME: onnxruntime_runner, OPENVINO: openvino_runner, MNN: mnn_runner, EXECUTORCH: executorch_runner}
+
+
+def fp32_check(runtime: str, path: Path, threads: int, runner: Runner, precision: str) -> tuple[Runner, str]:
+    """The runner of the fp32 check: the timed one where that runs fp32, else the runtime pinned to full precision.
+
+    Args:
+        runtime (str): A key of RUNNERS.
+        path (Path): The exported file the runner loaded.
+        threads (int): Threads.
+        runner (Runner): The timed runner.
+        precision (str): The precision it runs at.
+
+    Returns:
+        (tuple[Runner, str]): The check's runner and its precision: the timed one where that is FP32, MNN at
+            MNN_CHECK_PRECISION, or OpenVINO compiled with INFERENCE_PRECISION_HINT f32.
+    """
+    if precision == FP32:
+        return runner, precision
+    if runtime == MNN:
+        return mnn_runner(path, threads, MNN_CHECK_PRECISION)
+    return openvino_runner(path, threads, pin_fp32=True)
+
+
 MATCHED_FRACTION = 0.97  # of a runtime's detections that must match PyTorch's, as tests/detections.py's MATCHED
 
 
@@ -214,7 +284,7 @@ def bench_runtime(
 
     Args:
         plan (DeployPlan): The plan.
-        runtime (str): ONNXRUNTIME or OPENVINO.
+        runtime (str): A key of RUNNERS.
         kind (ExportKind): Export kind.
         wrappers (dict[str, object]): Model name to `exportable` wrapper.
         references (dict[str, np.ndarray]): Model name to its PyTorch detections on `random_image(kind.imgsz)`.
@@ -239,10 +309,7 @@ def bench_runtime(
             path = export(wrapper, runtime, kind, plan.simplify, folder / f"{name}-{kind.name}")
         export_s = round(time.perf_counter() - start, 1)
         runners[name], precision = RUNNERS[runtime](path, plan.threads)
-        # the fp32 check: the timed runner where that runs fp32 (onnxruntime always), else OpenVINO pinned to f32
-        check, check_precision = (
-            (runners[name], precision) if precision == FP32 else openvino_runner(path, plan.threads, pin_fp32=True)
-        )
+        check, check_precision = fp32_check(runtime, path, plan.threads, runners[name], precision)
         rows[name] = {
             "runtime": runtime,
             "export": kind.name,
@@ -282,15 +349,21 @@ def bench_deploy(plan: DeployPlan, folder: Path, log: Callable[[str], None]) -> 
     rows = []
     for kind in plan.exports:
         references = pytorch_outputs(models, random_image(kind.imgsz))
-        for runtime in plan.runtimes:
+        for runtime in (runtime for runtime in plan.runtimes if plan.serves(runtime, kind)):
             log(f"deploy {runtime} {kind.name}")
             rows += bench_runtime(plan, runtime, kind, wrappers, references, folder)
     return rows
 
 
 def runtime_versions() -> dict[str, str]:
-    """Versions of onnxruntime and OpenVINO, kept with every deployment result."""
-    import onnxruntime
-    import openvino
+    """Versions of onnxruntime, OpenVINO, MNN and ExecuTorch ("not installed" for a missing one), kept with every
+    deployment result."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {ONNXRUNTIME: onnxruntime.__version__, OPENVINO: openvino.__version__}
+    versions = {}
+    for runtime in RUNNERS:
+        try:
+            versions[runtime] = version(runtime)
+        except PackageNotFoundError:
+            versions[runtime] = "not installed"
+    return versions

@@ -27,6 +27,10 @@ MODEL_PLAIN = "rtdetr-l.yaml"
 MODEL_NC = 1
 ONNXRUNTIME = "onnxruntime"
 OPENVINO = "openvino"
+MNN = "mnn"
+EXECUTORCH = "executorch"
+BREADTH_RUNTIMES = (MNN, EXECUTORCH)  # timed at static exports up to BREADTH_MAX_IMGSZ only
+BREADTH_MAX_IMGSZ = 640
 
 
 @dataclass(frozen=True)
@@ -188,13 +192,15 @@ class ExportKind:
 
 @dataclass(frozen=True)
 class DeployPlan:
-    """What the deployment benchmark measures: exported whole models' CPU latency in onnxruntime and OpenVINO.
+    """What the deployment benchmark measures: exported whole models' CPU latency in onnxruntime, OpenVINO, MNN and
+    ExecuTorch.
 
     Attributes:
         name (str): "full", "quick" or a caller's name.
         exports (tuple[ExportKind, ...]): Export kinds; each model is exported once per kind and runtime.
-        runtimes (tuple[str, ...]): ONNXRUNTIME and/or OPENVINO.
-        threads (int): Inference threads of both runtimes.
+        runtimes (tuple[str, ...]): Any of ONNXRUNTIME, OPENVINO, MNN and EXECUTORCH; `serves` says which export
+            kinds each times.
+        threads (int): Inference threads of every runtime.
         warmup (int): Untimed runs per model before the timed ones.
         repeats (int): Timed runs per model (medians), the three models interleaved.
         simplify (bool): Run onnxslim on the ONNX exports (Ultralytics' default).
@@ -203,14 +209,32 @@ class DeployPlan:
     """
 
     name: str
-    exports: tuple[ExportKind, ...] = (ExportKind(640), ExportKind(320), ExportKind(640, dynamic=True))
-    runtimes: tuple[str, ...] = (ONNXRUNTIME, OPENVINO)
+    exports: tuple[ExportKind, ...] = (
+        ExportKind(640),
+        ExportKind(320),
+        ExportKind(640, dynamic=True),
+        ExportKind(1280),
+    )
+    runtimes: tuple[str, ...] = (ONNXRUNTIME, OPENVINO, *BREADTH_RUNTIMES)
     threads: int = 1
     warmup: int = 2
     repeats: int = 10
     simplify: bool = True
     bra_yaml: str = MODEL_BRA
     plain_yaml: str = MODEL_PLAIN
+
+    def serves(self, runtime: str, kind: ExportKind) -> bool:
+        """Whether the plan times runtime at kind (`deploy_bench.bench_deploy` skips the other pairs).
+
+        Args:
+            runtime (str): One of the plan's runtimes.
+            kind (ExportKind): One of the plan's export kinds.
+
+        Returns:
+            (bool): True for onnxruntime and OpenVINO at every kind, and for MNN and ExecuTorch at static exports up
+                to BREADTH_MAX_IMGSZ (the deploy matrix checks those runtimes static only).
+        """
+        return runtime not in BREADTH_RUNTIMES or (not kind.dynamic and kind.imgsz <= BREADTH_MAX_IMGSZ)
 
 
 DEPLOY_FULL = DeployPlan("full")

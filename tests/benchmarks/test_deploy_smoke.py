@@ -27,8 +27,11 @@ from plan import (  # noqa: E402
     BRA,
     BRA_ROUTING_UNMARKED,
     DEPLOY_FLOOR_LIMIT,
+    DEPLOY_FULL,
     DEPLOY_TARGETS,
+    EXECUTORCH,
     FLOOR,
+    MNN,
     ONNXRUNTIME,
     OPENVINO,
     PLAIN,
@@ -46,7 +49,7 @@ TOL = 1e-5  # exported fp32 detections against PyTorch's (boxes normalized, scor
 BF16_TOL = 0.02  # the same at OpenVINO's default bf16 (AVX512-BF16/AMX CPUs): measured 1.6e-3 to 2.7e-3 (AMX Xeon)
 SEPARATION = 100  # an export is this many times closer to its own model's detections than to another model's
 MODELS = (BRA, FLOOR, PLAIN)
-RUNTIMES = (ONNXRUNTIME, OPENVINO)
+RUNTIMES = (ONNXRUNTIME, OPENVINO, MNN, EXECUTORCH)
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +98,22 @@ def test_detections_difference_matches_whole_rows():
     assert detections_difference(tail, a) == 0
 
 
+def test_full_plan_times_breadth_runtimes_static_up_to_640():
+    """`make bench`'s deploy part: onnxruntime and OpenVINO at every kind (1280 included), MNN and ExecuTorch at the
+    static kinds up to 640 px only (the matrix checks those runtimes static)."""
+    timed = {(rt, kind.name) for kind in DEPLOY_FULL.exports for rt in RUNTIMES if DEPLOY_FULL.serves(rt, kind)}
+    kinds = {"static-640", "static-320", "dynamic-640", "static-1280"}
+    static = {(rt, k) for rt in (MNN, EXECUTORCH) for k in ("static-640", "static-320")}
+    assert timed == {(rt, k) for rt in (ONNXRUNTIME, OPENVINO) for k in kinds} | static
+
+
 @pytest.mark.slow
 def test_json_written(deployed):
     """The JSON file holds the returned results, with environment, runtime versions, plan and input note."""
     data, out, _, plan = deployed
     assert json.loads((out / "smoke.json").read_text()) == json.loads(json.dumps(data))
     assert {"tag", "env", "plan", "input", "rows", "targets"} <= data.keys()
-    assert {"torch", "threads", ONNXRUNTIME, OPENVINO, "load_avg_start", "load_avg_end", "seconds"} <= set(data["env"])
+    assert {"torch", "threads", *RUNTIMES, "load_avg_start", "load_avg_end", "seconds"} <= set(data["env"])
     assert data["env"]["threads"] == plan.threads == 1
     assert json.loads(json.dumps(data["plan"]["exports"])) == [{"imgsz": TINY_IMGSZ, "dynamic": False}]
 
@@ -115,7 +127,7 @@ def test_rows_and_ratios(deployed):
     assert len(rows) == len(data["rows"]) and rows.keys() == expected
     for (runtime, _), row in rows.items():
         assert (row["export"], row["imgsz"], row["dynamic"], row["precision"]) == (TINY.name, TINY_IMGSZ, False, "fp32")
-        assert row["runtime_precision"] in {"fp32", "bf16", "fp16"}
+        assert row["runtime_precision"] in {"fp32", "bf16", "fp16", "mnn-low"}
         for clock in CLOCKS:
             assert row[f"latency_ms{clock}"] > 0
             for ref, suffix in ((FLOOR, "floor"), (PLAIN, "rtdetr_l")):
@@ -142,11 +154,16 @@ def test_rows_say_the_precision_they_ran_at(deployed):
     import openvino
 
     default = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
-    expected = {ONNXRUNTIME: "fp32", OPENVINO: {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[default]}
+    expected = {
+        ONNXRUNTIME: "fp32",
+        OPENVINO: {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[default],
+        MNN: "mnn-low",  # AutoBackend's setting; fp32 arithmetic on x86 (the bound below holds it to TOL)
+        EXECUTORCH: "fp32",
+    }
     data, *_ = deployed
     for row in data["rows"]:
         assert row["runtime_precision"] == expected[row["runtime"]], row
-        bound = TOL if row["runtime_precision"] == "fp32" else BF16_TOL
+        bound = BF16_TOL if row["runtime_precision"] in {"bf16", "fp16"} else TOL
         assert row["runtime_max_abs_error_vs_pytorch"] <= bound, row
 
 
@@ -154,11 +171,12 @@ def test_rows_say_the_precision_they_ran_at(deployed):
 def test_exports_compute_their_own_models(deployed):
     """Each export computes its PyTorch model's detections, and the three models' detections differ.
 
-    The harness's recorded errors (both runtimes) are against the PyTorch model of the row's name; the ONNX files are
+    The harness's recorded errors (every runtime) are against the PyTorch model of the row's name; the ONNX files are
     also run here directly against models rebuilt with the harness's seed, so a mix-up of names or files fails.
     """
     data, _, exports, plan = deployed
-    assert all(row["check_precision"] == "fp32" and row["max_abs_error_vs_pytorch"] <= TOL for row in data["rows"])
+    assert all(row["check_precision"] in {"fp32", "mnn-high"} for row in data["rows"])
+    assert all(row["max_abs_error_vs_pytorch"] <= TOL for row in data["rows"])
     models = build_models(torch.device("cpu"), plan.bra_yaml, plan.plain_yaml)  # seeded: the exported weights
     assert any(isinstance(m, BiLevelRoutingAttention_nchw) for m in models[BRA].modules())
     assert not any(isinstance(m, BiLevelRoutingAttention_nchw) for m in models[FLOOR].modules())

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
+from typing import Callable
+from unittest import mock
 
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ultralytics.nn.AddModules import (
     AttentionLePE,
@@ -16,6 +18,9 @@ from ultralytics.nn.AddModules import (
     BiLevelRoutingAttention_nchw,
     HGBlock_Biformer,
 )
+from ultralytics.nn.AddModules import bra_nchw
+from ultralytics.nn.AddModules.attention_paths import GATHER, PATHS, PER_ROUTE, choose_path
+from ultralytics.nn.AddModules.regions import MAX_DIMS
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -145,6 +150,92 @@ def test_torchscript_trace_dynamic(name: str):
         for size in DYNAMIC_SIZES:
             x = torch.randn(size[0], shape[1], *size[1:])
             assert (traced(x) - m(x)).abs().max() <= TRACE_TOLERANCE, f"input {size}"
+
+
+def paths_traced(m: nn.Module, trace: Callable[[nn.Module], object]) -> tuple[object, set[str]]:
+    """Run trace(m) and return its result and the attention paths m's BRA layers chose while it ran."""
+    chosen = set()
+
+    def spy(*args, **kwargs):
+        choice = choose_path(*args, **kwargs)
+        chosen.add(choice.path)
+        return choice
+
+    with mock.patch.object(bra_nchw, "choose_path", spy):
+        return trace(m), chosen
+
+
+def with_path(m: nn.Module, path: str) -> nn.Module:
+    """Set every BRA_nchw layer of m to one attention path."""
+    for layer in m.modules():
+        if isinstance(layer, BiLevelRoutingAttention_nchw):
+            layer.attn_backend = path
+    return m
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name", DYNAMIC_CASES)
+def test_static_export_every_path(name: str, path: str):
+    """Both attention paths serve a static export and match the other path's eager output: gather (every routed K/V
+    region gathered, one fused SDPA call: what a GPU trace or a large map runs) and per_route (what small CPU maps
+    run), as ONNX through onnxruntime and as a TorchScript trace. A dynamic trace takes gather only
+    (test_attention_paths.py checks the refusal of per_route there)."""
+    m, shape = export_cases()[name]
+    m.eval()
+    x = torch.randn(shape)
+    with torch.no_grad():
+        expected = with_path(m, next(p for p in PATHS if p != path))(x)
+        with_path(m, path)
+        model, onnx_paths = paths_traced(m, lambda m: onnx_bytes(m, x, OPSETS[-1]))
+        traced, trace_paths = paths_traced(m, lambda m: torch.jit.trace(m, x))
+        assert onnx_paths == trace_paths == {path}
+        assert (traced(x) - expected).abs().max() <= ONNX_TOLERANCE
+    assert (onnxruntime_output(model, x) - expected).abs().max() <= ONNX_TOLERANCE
+
+
+class HighestRank(TorchFunctionMode):
+    """Records the highest rank of any tensor a torch function returns while the mode is active (views included)."""
+
+    def __init__(self):
+        """Start at rank 0."""
+        super().__init__()
+        self.rank, self.func = 0, None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        """Run func and keep the rank of its tensor outputs.
+
+        Args:
+            func (Callable): The torch function or tensor method called.
+            types (tuple): The tensor types taking part (unused).
+            args (tuple): Its positional arguments.
+            kwargs (dict | None): Its keyword arguments.
+
+        Returns:
+            (Any): What func returned.
+        """
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.dim() > self.rank:
+                self.rank, self.func = t.dim(), func
+        return out
+
+
+RANK_CASES = [(name, False, GATHER) for name in export_cases()] + [
+    (name, dynamic, path) for name in DYNAMIC_CASES for dynamic, path in ((False, PER_ROUTE), (True, GATHER))
+]
+
+
+@pytest.mark.parametrize("name, dynamic, path", RANK_CASES)
+def test_tensor_rank_at_most_max_dims(name: str, dynamic: bool, path: str):
+    """No module makes a tensor of more than MAX_DIMS dimensions while torch.jit.trace traces it (XNNPACK, ExecuTorch's
+    CPU delegate, refuses the whole program at load time): both attention paths of a static trace, and for the model
+    YAMLs' layers the dynamic trace (symbolic sizes, always padded, gather path)."""
+    m, shape = export_cases()[name]
+    m = with_path(set_dynamic(m.eval()) if dynamic else m.eval(), path)
+    with torch.no_grad(), HighestRank() as ranks:
+        _, chosen = paths_traced(m, lambda m: torch.jit.trace(m, torch.randn(shape)))
+    assert chosen <= {path}
+    assert 4 <= ranks.rank <= MAX_DIMS, f"{name}: a {ranks.rank}-d tensor from {ranks.func}"
 
 
 def test_flops_count_attention_products():

@@ -59,7 +59,12 @@ def test_check_patches_rejects_a_patch_already_upstream(tmp_path: Path, monkeypa
     assert check_patches(tmp_path / "check") == 1
 
 
-PATCHED_FILES = {"ultralytics/nn/tasks.py", "ultralytics/engine/exporter.py", "ultralytics/engine/predictor.py"}
+PATCHED_FILES = {
+    "ultralytics/nn/tasks.py",
+    "ultralytics/engine/exporter.py",
+    "ultralytics/engine/predictor.py",
+    "ultralytics/utils/checks.py",
+}
 
 
 def test_diff_lists_only_our_files_and_the_patched_ones(ours: set[str]):

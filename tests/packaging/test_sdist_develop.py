@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import tarfile
 from pathlib import Path
+from unittest import mock
 
 import fork_build
 from fork_build.pin import ROOT, Pin
@@ -40,3 +42,21 @@ def test_tests_run_against_the_overlay():
     import ultralytics.nn.AddModules as add_modules
 
     assert Path(add_modules.__file__).resolve().is_relative_to(ROOT / "ultralytics")
+
+
+def test_development_install_gives_no_multiple_installations_warning(tmp_path: Path):
+    """In development mode pip reports this repository as the project location while `yolo` and the suite import
+    build/editable: upstream's check_multiple_install (run by check_yolo) must not call that two installations
+    (patch 0008), and still warns when the location pip reports is another package."""
+    from ultralytics.utils import checks
+
+    with mock.patch.object(checks.LOGGER, "warning") as warning:
+        checks.check_multiple_install()
+    assert not warning.called, warning.call_args
+    (tmp_path / "ultralytics").mkdir()
+    other = subprocess.CompletedProcess([], 0, stdout=f"Location: {tmp_path}\n", stderr="")
+    with mock.patch.object(checks.subprocess, "run", return_value=other), mock.patch.object(
+        checks.LOGGER, "warning"
+    ) as warning:
+        checks.check_multiple_install()
+    assert "Multiple Ultralytics installations" in warning.call_args[0][0]

@@ -351,14 +351,15 @@ class BiLevelRoutingAttention(nn.Module):
         r_weight, r_idx = self.router(q_win, k_win)
         kv_sel = self.kv_gather(r_idx, r_weight, self._downsample(kv, rh, rw))  # (n, p2, topk, kv_w2, qk + c)
         heads = self.num_heads
-        q = rearrange(q, "n jh jw rh rw (heads d) -> (n jh jw) heads (rh rw) d", heads=heads)  # (n*p2, heads, w2, d)
+        q = rearrange(q, "n jh jw rh rw c -> (n jh jw) (rh rw) c")  # a view; at most six axes each (regions.MAX_DIMS)
+        q = rearrange(q, "m t (heads d) -> m heads t d", heads=heads)  # (n*p2, heads, w2, d)
         k, v = (  # (n*p2, heads, topk*kv_w2, d) each
             rearrange(t, "n p topk t (heads d) -> (n p) heads (topk t) d", heads=heads)
             for t in (kv_sel[..., :qk], kv_sel[..., qk:])
         )
         out, attn = attend(q, k, v, self.scale, None, ret_attn_mask)  # (n*p2, heads, rh*rw, c/heads)
-        pattern = "(n jh jw) heads (rh rw) d -> n (jh rh) (jw rw) (heads d)"
-        out = rearrange(out, pattern, jh=j, jw=j, rh=rh)  # (n, hp, wp, c)
+        out = rearrange(out, "m heads t d -> m t (heads d)")  # (n*p2, rh*rw, c)
+        out = rearrange(out, "(n jh jw) (rh rw) c -> n (jh rh) (jw rw) c", jh=j, jw=j, rh=rh)  # (n, hp, wp, c)
         if self.lepe is not None:
             v_map = rearrange(kv[..., qk:], "n jh jw rh rw c -> n c (jh rh) (jw rw)")  # (n, c, hp, wp)
             out = out + rearrange(self.lepe(v_map), "n c h w -> n h w c")

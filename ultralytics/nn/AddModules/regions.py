@@ -9,6 +9,14 @@ region's extent in map cells (`region_cells`) and the inverse of the routed gath
 
 Sizes are either Python ints (eager, and static exports: tracing freezes them) or, while tracing a dynamic export,
 0-dim tensors read from the input's shape (`sizes.py`). Every tensor function here works with both.
+
+No tensor here has more than MAX_DIMS dimensions, at any step: XNNPACK (ExecuTorch's CPU delegate), LiteRT and other
+mobile runtimes refuse tensors of higher rank, and einops reshapes every pattern into its elementary axes before it
+permutes. The region layouts therefore split heads off in a reshape of their own, apart from the six-axis region
+permute, and q, k and v are split along channels before it. Every einops call passes sizes of the grid (traced
+tensors in a dynamic trace, ints otherwise): with only the int head count passed, einops' cache of what it computes
+per pattern, shape and lengths served a dynamic export traced after a static one in the same process with sizes of
+the static trace, and the graph failed in onnxruntime.
 """
 
 from __future__ import annotations
@@ -22,7 +30,14 @@ from einops import rearrange
 
 from .sizes import Size, at_least_one
 
+MAX_DIMS = 6  # highest tensor rank of the layouts: XNNPACK's XNN_MAX_TENSOR_DIMS
+TO_REGIONS = "n d (nh rh) (nw rw) -> n (nh nw) (rh rw) d"  # the region permute: six axes
+FROM_REGIONS = "n (nh nw) (rh rw) d -> n d (nh rh) (nw rw)"
+SPLIT_HEADS = "b (heads d) h w -> (b heads) d h w"  # reshapes: to_regions' first step, from_regions' last
+JOIN_HEADS = "(b heads) d h w -> b (heads d) h w"
+
 __all__ = (
+    "MAX_DIMS",
     "RegionGrid",
     "bra_grid",
     "cell_region",
@@ -109,12 +124,15 @@ def to_regions(x: torch.Tensor, grid: RegionGrid, num_heads: int) -> torch.Tenso
     Returns:
         (torch.Tensor): Shape (B*num_heads, R, rh*rw, C/num_heads); padded positions hold zeros.
     """
-    pattern = "b (heads d) (nh rh) (nw rw) -> (b heads) (nh nw) (rh rw) d"
-    return rearrange(_pad(x, grid), pattern, heads=num_heads, rh=grid.rh, rw=grid.rw)
+    per_head = rearrange(_pad(x, grid), SPLIT_HEADS, heads=num_heads, h=grid.hp, w=grid.wp)  # a view
+    return rearrange(per_head, TO_REGIONS, rh=grid.rh, rw=grid.rw)
 
 
 def qkv_to_regions(qkv: torch.Tensor, grid: RegionGrid, num_heads: int) -> tuple[torch.Tensor, ...]:
-    """`to_regions` of q, k and v at once: one copy of the whole joint projection.
+    """`to_regions` of q, k and v at once: one region permute of the whole joint projection.
+
+    The permute keeps (B, qkv, heads) joined as its first axis; splitting q, k and v off afterwards is a view for one
+    image and a copy of each for a batch.
 
     Args:
         qkv (torch.Tensor): Projection of shape (B, 3*C, H, W): q, k, v stacked along channels.
@@ -124,14 +142,16 @@ def qkv_to_regions(qkv: torch.Tensor, grid: RegionGrid, num_heads: int) -> tuple
     Returns:
         (tuple[torch.Tensor, ...]): q, k, v, each of shape (B*num_heads, R, rh*rw, C/num_heads).
     """
-    pattern = "b (qkv heads d) (nh rh) (nw rw) -> qkv (b heads) (nh nw) (rh rw) d"
-    return rearrange(_pad(qkv, grid), pattern, qkv=3, heads=num_heads, rh=grid.rh, rw=grid.rw).unbind(0)
+    regions = to_regions(qkv, grid, 3 * num_heads)  # (B*3*heads, R, rh*rw, d)
+    sizes = {"heads": num_heads, "r": grid.regions, "t": grid.tokens}  # grid sizes: see the module docstring
+    split = rearrange(regions, "(b qkv heads) r t d -> qkv b heads r t d", qkv=3, **sizes)
+    return tuple(rearrange(t, "b heads r t d -> (b heads) r t d", **sizes) for t in split.unbind(0))
 
 
 def from_regions(x: torch.Tensor, grid: RegionGrid, num_heads: int) -> torch.Tensor:
     """Inverse of `to_regions`: (B*heads, R, rh*rw, d) to (B, heads*d, H, W), padding cropped."""
-    pattern = "(b heads) (nh nw) (rh rw) d -> b (heads d) (nh rh) (nw rw)"
-    x = rearrange(x, pattern, heads=num_heads, nh=grid.nh, rh=grid.rh, rw=grid.rw)
+    per_head = rearrange(x, FROM_REGIONS, nh=grid.nh, rh=grid.rh)  # (B*heads, d, hp, wp)
+    x = rearrange(per_head, JOIN_HEADS, heads=num_heads, h=grid.hp, w=grid.wp)  # (B, heads*d, hp, wp), a view
     return x[:, :, : grid.h, : grid.w] if grid.padded else x
 
 
