@@ -42,15 +42,23 @@ def benchmarks(calibrated, deploy_data: Path, tmp_path_factory) -> dict[str, dic
     for model, weights in calibrated.items():
         folder = tmp_path_factory.mktemp(f"benchmark-{Path(model).stem}")
         checkpoint = shutil.copyfile(weights, folder / weights.name)
+        tables[model] = {}
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(folder)
-            tables[model] = {
-                fmt: RTDETR(checkpoint)
-                .benchmark(data=str(deploy_data), imgsz=BENCHMARK_IMGSZ, format=fmt, device="cpu", verbose=False)
-                .row(0, named=True)
-                for fmt in BENCHMARK_FORMATS
-            }
+            for fmt in BENCHMARK_FORMATS:
+                benchmark = RTDETR(checkpoint).benchmark(
+                    data=str(deploy_data), imgsz=BENCHMARK_IMGSZ, format=fmt, device="cpu", verbose=False
+                )
+                tables[model][fmt] = benchmark.row(0, named=True)
+                remove_exports(folder, keep={checkpoint, folder / "benchmarks.log"})
     return tables
+
+
+def remove_exports(folder: Path, keep: set[Path]) -> None:
+    """Delete what a benchmark exported into folder (nothing reads it again; 24 exports would take about 3 GB)."""
+    for path in folder.iterdir():
+        if path not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 @pytest.mark.parametrize("model", PARITY_MODELS)

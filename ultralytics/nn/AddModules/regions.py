@@ -13,10 +13,11 @@ Sizes are either Python ints (eager, and static exports: tracing freezes them) o
 No tensor here has more than MAX_DIMS dimensions, at any step: XNNPACK (ExecuTorch's CPU delegate), LiteRT and other
 mobile runtimes refuse tensors of higher rank, and einops reshapes every pattern into its elementary axes before it
 permutes. The region layouts therefore split heads off in a reshape of their own, apart from the six-axis region
-permute, and q, k and v are split along channels before it. Every einops call passes sizes of the grid (traced
-tensors in a dynamic trace, ints otherwise): with only the int head count passed, einops' cache of what it computes
-per pattern, shape and lengths served a dynamic export traced after a static one in the same process with sizes of
-the static trace, and the graph failed in onnxruntime.
+permute; the joint qkv projection is permuted once, as 3*heads heads, and q, k and v are split off after it. Each
+layout call passes sizes of the grid (traced tensors in a dynamic trace, ints otherwise): with only the int head
+count passed, a dynamic export traced after a static one in the same process came out with sizes of the static
+trace (seen with the whole models, not reproduced with a lone layer; einops caches what it computes per pattern,
+shape and lengths), and the graph failed in onnxruntime.
 """
 
 from __future__ import annotations
