@@ -10,9 +10,13 @@ DEV_EXTRAS := wheel==0.48.0 pytest==9.2.0 onnx==1.23.2 onnxruntime==1.32.0 onnxs
 COMPARE_EXTRAS := faster-coco-eval==1.8.0
 # the deploy matrix's breadth runtimes (tests/deploy/test_runtimes.py), with what they use but do not declare (x2paddle
 # imports six; ncnn's own dependencies, which upstream skips with --no-deps, pinned here); protobuf below 7, upstream's
-# cap for PaddlePaddle, and at least 6.31.1 for onnx. TensorFlow and LiteRT cannot join: see docs/deploy.md
+# cap for PaddlePaddle, and at least 6.31.1 for onnx. TensorFlow cannot join: see docs/deploy.md
 RUNTIME_EXTRAS := ncnn==1.0.20261020 portalocker==4.4.2 tqdm==4.70.1 pnnx==20260526 MNN==3.6.1 paddlepaddle==3.2.2 \
 	x2paddle==1.6.0 six==1.17.0 protobuf==6.33.6 executorch==1.5.1
+# LiteRT, installed last: litert-converter's xdsl needs typing-extensions<4.13 (4.16 before), and with it cattrs 25.2
+# (ExecuTorch's coremltools brings cattrs, whose 26.x needs typing-extensions>=4.14); pydantic pinned to spare pip's
+# backtracking
+LITERT_EXTRAS := litert-torch==0.10.0 ai-edge-litert==2.3.0 typing-extensions==4.12.2 cattrs==25.2.0 pydantic==2.11.10
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # make train: override on the command line, e.g. `make train DATA=/path/data.yaml EPOCHS=100 IMGSZ=640 DEVICE=0`
@@ -57,6 +61,7 @@ $(VENV)/.installed: pyproject.toml upstream.toml Makefile
 	$(PY) -m pip install --quiet $(DEV_EXTRAS)
 	$(PY) -m pip install --quiet $(COMPARE_EXTRAS)
 	$(PY) -m pip install --quiet $(RUNTIME_EXTRAS)
+	$(PY) -m pip install --quiet $(LITERT_EXTRAS)
 	touch $@
 
 develop: venv  ## restage build/editable if patches, pin or the overlay file list changed
@@ -66,7 +71,7 @@ offline: venv
 	$(PY) tools/yolo_offline.py >/dev/null
 
 test: develop offline  ## the whole test suite (PYTEST_ARGS=...: only that pytest run, no upstream suite)
-	$(PY) -m pytest -rs $(PYTEST_ARGS)
+	$(PY) -m pytest -rs --durations=25 $(PYTEST_ARGS)
 	$(if $(PYTEST_ARGS),,$(PY) tools/upstream_tests.py)
 
 .PHONY: test-compile

@@ -1,14 +1,15 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""Deployment benchmark: CPU latency of the exported whole models in onnxruntime, OpenVINO, MNN and ExecuTorch.
+"""Deployment benchmark: CPU latency of the exported whole models in onnxruntime, OpenVINO, MNN, ExecuTorch and LiteRT.
 
 rtdetr-l-HGBlock_Biformer, its floor model (each BiLevelRoutingAttention_nchw replaced by `variants.UnavoidableParts`,
 same weights) and rtdetr-l, all nc=1 with seeded random weights, are exported through Ultralytics' own exporter
 (`Model.export`) once per export kind and runtime into a folder of their own, loaded with one inference thread, and
 timed on one random image, the models interleaved in every repeat after a warm-up. For OpenVINO the BRA model is also
 exported without its f32 routing marks (`plan.BRA_ROUTING_UNMARKED`): their latency cost. Each exported model's output
-on that image is compared with its PyTorch model's, at fp32 and at the precision it is timed at. MNN and ExecuTorch
-run as Ultralytics' AutoBackend configures them (MNN at precision "low", ExecuTorch through its XNNPACK delegate), at
-the plan's thread count, and only at the static export kinds `DeployPlan.serves` names.
+on that image is compared with its PyTorch model's, at fp32 and at the precision it is timed at. MNN, ExecuTorch and
+LiteRT run as Ultralytics' AutoBackend configures them (MNN at precision "low", ExecuTorch through its XNNPACK
+delegate, LiteRT's interpreter with its default XNNPACK delegate), at the plan's thread count, and only at the static
+export kinds `DeployPlan.serves` names.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from plan import (
     BRA_ROUTING_UNMARKED,
     EXECUTORCH,
     FLOOR,
+    LITERT,
     FP32,
     MNN,
     ONNXRUNTIME,
@@ -43,7 +45,7 @@ from plan import (
 )
 
 CPU = torch.device("cpu")
-EXPORT_FORMATS = {ONNXRUNTIME: "onnx", OPENVINO: "openvino", MNN: "mnn", EXECUTORCH: "executorch"}
+EXPORT_FORMATS = {ONNXRUNTIME: "onnx", OPENVINO: "openvino", MNN: "mnn", EXECUTORCH: "executorch", LITERT: "litert"}
 OPENVINO_DEVICE = "CPU"
 OPENVINO_HINT = "LATENCY"
 OPENVINO_PRECISIONS = {"f32": FP32, "bf16": "bf16", "f16": "fp16"}  # OpenVINO's element type names to ours
@@ -89,7 +91,7 @@ def export(wrapper: object, runtime: str, kind: ExportKind, simplify: bool, stem
         stem (Path): Output name without suffix; the exporter names its files after the model's `pt_path`.
 
     Returns:
-        (Path): The .onnx or .mnn file, the OpenVINO .xml file, or the ExecuTorch .pte file.
+        (Path): The .onnx, .mnn or .tflite file, the OpenVINO .xml file, or the ExecuTorch .pte file.
     """
     wrapper.model.pt_path = str(stem.with_suffix(".pt"))
     options = {"simplify": simplify} if runtime == ONNXRUNTIME else {}  # the exporter rejects it elsewhere
@@ -188,7 +190,38 @@ def executorch_runner(path: Path, threads: int) -> tuple[Runner, str]:
     return (lambda image: method.execute([torch.from_numpy(image)])[0].numpy()), FP32
 
 
-RUNNERS = {ONNXRUNTIME: onnxruntime_runner, OPENVINO: openvino_runner, MNN: mnn_runner, EXECUTORCH: executorch_runner}
+def litert_runner(path: Path, threads: int) -> tuple[Runner, str]:
+    """Load a LiteRT model into LiteRT's interpreter with `threads` threads, as AutoBackend does on a CPU.
+
+    Args:
+        path (Path): The .tflite file (litert-torch's export: NCHW input, fp32).
+        threads (int): Interpreter threads.
+
+    Returns:
+        (tuple[Runner, str]): As `onnxruntime_runner` (the interpreter's XNNPACK delegate runs the fp32 graph).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    source, result = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+
+    def run(image: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(source, image)
+        interpreter.invoke()
+        return interpreter.get_tensor(result).copy()
+
+    return run, FP32
+
+
+RUNTIME_DISTRIBUTIONS = {LITERT: "ai-edge-litert"}  # the package of a runtime not named after it
+RUNNERS = {
+    ONNXRUNTIME: onnxruntime_runner,
+    OPENVINO: openvino_runner,
+    MNN: mnn_runner,
+    EXECUTORCH: executorch_runner,
+    LITERT: litert_runner,
+}
 
 
 def fp32_check(runtime: str, path: Path, threads: int, runner: Runner, precision: str) -> tuple[Runner, str]:
@@ -356,14 +389,14 @@ def bench_deploy(plan: DeployPlan, folder: Path, log: Callable[[str], None]) -> 
 
 
 def runtime_versions() -> dict[str, str]:
-    """Versions of onnxruntime, OpenVINO, MNN and ExecuTorch ("not installed" for a missing one), kept with every
-    deployment result."""
+    """Versions of onnxruntime, OpenVINO, MNN, ExecuTorch and LiteRT ("not installed" for a missing one), kept with
+    every deployment result."""
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
     for runtime in RUNNERS:
         try:
-            versions[runtime] = version(runtime)
+            versions[runtime] = version(RUNTIME_DISTRIBUTIONS.get(runtime, runtime))
         except PackageNotFoundError:
             versions[runtime] = "not installed"
     return versions

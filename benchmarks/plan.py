@@ -29,8 +29,11 @@ ONNXRUNTIME = "onnxruntime"
 OPENVINO = "openvino"
 MNN = "mnn"
 EXECUTORCH = "executorch"
-BREADTH_RUNTIMES = (MNN, EXECUTORCH)  # timed at static exports up to BREADTH_MAX_IMGSZ only
-BREADTH_MAX_IMGSZ = 640
+LITERT = "litert"
+# the runtimes timed at static exports only, each up to its largest image size: LiteRT's interpreter takes about 1 s
+# an image at 160 px on one thread of the Xeon (onnxruntime about 0.1 s), so 640 px would take most of the part's time
+BREADTH_MAX_IMGSZ = {MNN: 640, EXECUTORCH: 640, LITERT: 320}
+BREADTH_RUNTIMES = tuple(BREADTH_MAX_IMGSZ)
 
 
 @dataclass(frozen=True)
@@ -192,13 +195,13 @@ class ExportKind:
 
 @dataclass(frozen=True)
 class DeployPlan:
-    """What the deployment benchmark measures: exported whole models' CPU latency in onnxruntime, OpenVINO, MNN and
-    ExecuTorch.
+    """What the deployment benchmark measures: exported whole models' CPU latency in onnxruntime, OpenVINO, MNN,
+    ExecuTorch and LiteRT.
 
     Attributes:
         name (str): "full", "quick" or a caller's name.
         exports (tuple[ExportKind, ...]): Export kinds; each model is exported once per kind and runtime.
-        runtimes (tuple[str, ...]): Any of ONNXRUNTIME, OPENVINO, MNN and EXECUTORCH; `serves` says which export
+        runtimes (tuple[str, ...]): Any of ONNXRUNTIME, OPENVINO, MNN, EXECUTORCH and LITERT; `serves` says which export
             kinds each times.
         threads (int): Inference threads of every runtime.
         warmup (int): Untimed runs per model before the timed ones.
@@ -231,10 +234,10 @@ class DeployPlan:
             kind (ExportKind): One of the plan's export kinds.
 
         Returns:
-            (bool): True for onnxruntime and OpenVINO at every kind, and for MNN and ExecuTorch at static exports up
-                to BREADTH_MAX_IMGSZ (the deploy matrix checks those runtimes static only).
+            (bool): True for onnxruntime and OpenVINO at every kind, and for MNN, ExecuTorch and LiteRT at static
+                exports up to their BREADTH_MAX_IMGSZ (the deploy matrix checks those runtimes static only).
         """
-        return runtime not in BREADTH_RUNTIMES or (not kind.dynamic and kind.imgsz <= BREADTH_MAX_IMGSZ)
+        return runtime not in BREADTH_MAX_IMGSZ or (not kind.dynamic and kind.imgsz <= BREADTH_MAX_IMGSZ[runtime])
 
 
 DEPLOY_FULL = DeployPlan("full")

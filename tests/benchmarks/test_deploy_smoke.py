@@ -31,6 +31,7 @@ from plan import (  # noqa: E402
     DEPLOY_TARGETS,
     EXECUTORCH,
     FLOOR,
+    LITERT,
     MNN,
     ONNXRUNTIME,
     OPENVINO,
@@ -49,7 +50,7 @@ TOL = 1e-5  # exported fp32 detections against PyTorch's (boxes normalized, scor
 BF16_TOL = 0.02  # the same at OpenVINO's default bf16 (AVX512-BF16/AMX CPUs): measured 1.6e-3 to 2.7e-3 (AMX Xeon)
 SEPARATION = 100  # an export is this many times closer to its own model's detections than to another model's
 MODELS = (BRA, FLOOR, PLAIN)
-RUNTIMES = (ONNXRUNTIME, OPENVINO, MNN, EXECUTORCH)
+RUNTIMES = (ONNXRUNTIME, OPENVINO, MNN, EXECUTORCH, LITERT)
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +101,10 @@ def test_detections_difference_matches_whole_rows():
 
 def test_full_plan_times_breadth_runtimes_static_up_to_640():
     """`make bench`'s deploy part: onnxruntime and OpenVINO at every kind (1280 included), MNN and ExecuTorch at the
-    static kinds up to 640 px only (the matrix checks those runtimes static)."""
+    static kinds up to 640 px, LiteRT at static 320 only (the matrix checks those runtimes static)."""
     timed = {(rt, kind.name) for kind in DEPLOY_FULL.exports for rt in RUNTIMES if DEPLOY_FULL.serves(rt, kind)}
     kinds = {"static-640", "static-320", "dynamic-640", "static-1280"}
-    static = {(rt, k) for rt in (MNN, EXECUTORCH) for k in ("static-640", "static-320")}
+    static = {(rt, k) for rt in (MNN, EXECUTORCH) for k in ("static-640", "static-320")} | {(LITERT, "static-320")}
     assert timed == {(rt, k) for rt in (ONNXRUNTIME, OPENVINO) for k in kinds} | static
 
 
@@ -159,6 +160,7 @@ def test_rows_say_the_precision_they_ran_at(deployed):
         OPENVINO: {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[default],
         MNN: "mnn-low",  # AutoBackend's setting; fp32 arithmetic on x86 (the bound below holds it to TOL)
         EXECUTORCH: "fp32",
+        LITERT: "fp32",
     }
     data, *_ = deployed
     for row in data["rows"]:

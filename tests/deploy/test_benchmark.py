@@ -21,7 +21,7 @@ BENCHMARK_FORMATS = ("-", "torchscript", "onnx", "openvino", *BOUNDS)  # "-": Py
 BENCHMARK_IMGSZ = 160  # upstream's default
 STATUS, METRIC = "Status❔", "metrics/mAP50-95(B)"
 PYTORCH = "-"
-FP32_FORMATS = ("torchscript", "onnx", "mnn", "executorch")  # fp32 on x86 CPUs (OpenVINO: bf16 on bf16 CPUs)
+FP32_FORMATS = ("torchscript", "onnx", "mnn", "executorch", "litert")  # fp32 on x86 CPUs (OpenVINO: bf16 on bf16 CPUs)
 MAP_TOLERANCE = 5e-4  # mAP50-95 of an fp32 export against PyTorch's (upstream rounds it to 4 decimals)
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 

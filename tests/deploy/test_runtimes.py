@@ -1,12 +1,12 @@
 # Ultralytics-BiFormer 🚀 AGPL-3.0 License - https://ultralytics.com/license
-"""The breadth columns of the deployment matrix: MNN, NCNN, PaddlePaddle and ExecuTorch, each a static export at
-EXPORT_IMGSZ of the calibrated checkpoints, run through Ultralytics' AutoBackend as `yolo predict` runs it.
+"""The breadth columns of the deployment matrix: MNN, NCNN, PaddlePaddle, ExecuTorch and LiteRT, each a static export
+at EXPORT_IMGSZ of the calibrated checkpoints, run through Ultralytics' AutoBackend as `yolo predict` runs it.
 
 A cell ends at one of four stages: the export raised, AutoBackend raised loading the file, the loaded model raised on
 an image, or it ran. Where rtdetr-l runs, both BiFormer models must run and match PyTorch within the format's bound.
 Where rtdetr-l itself fails upstream (BASELINE_FAILURES, with the cause), the BiFormer models may fail only at the
 same stage with the same exception type. docs/deploy.md holds the results, and says why TensorFlow SavedModel/GraphDef
-(a protobuf pin conflict) and LiteRT (not yet tried) are left out.
+(a protobuf pin conflict) is left out.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from detections import assert_same_detections
 
 EXPORT, LOAD, RUN, RAN = "export", "load", "run", "ran"
 IMAGES = 4  # the generated validation images, each run on its own (a static export serves batch 1)
-# max abs difference to PyTorch a runtime may show where it runs (tests/detections.py's assert_same_detections). MNN
-# and ExecuTorch run fp32 on x86 CPUs: AutoBackend asks MNN for "low" precision, which means fp16 where the CPU has it
-# (ARM); MNN reports "fp16:0" on this project's CPUs and gives the same outputs as at "high"
-BOUNDS = {"mnn": 1e-3, "ncnn": 1e-3, "paddle": 1e-3, "executorch": 1e-3}
+# max abs difference to PyTorch a runtime may show where it runs (tests/detections.py's assert_same_detections). MNN,
+# ExecuTorch and LiteRT (XNNPACK) run fp32 on x86 CPUs: AutoBackend asks MNN for "low" precision, which means fp16
+# where the CPU has it (ARM); MNN reports "fp16:0" on this project's CPUs and gives the same outputs as at "high"
+BOUNDS = {"mnn": 1e-3, "ncnn": 1e-3, "paddle": 1e-3, "executorch": 1e-3, "litert": 1e-3}
 # rtdetr-l's own result where upstream cannot deploy it: (stage, exception type). NCNN: pnnx converts RT-DETR's
 # decoder with torch.topk, Tensor.to and torch.gather layers that NCNN does not have (Tencent/ncnn#5520), so
 # `Net.load_param` returns -1; AutoBackend does not check it and fails on the first image with "list index out of
