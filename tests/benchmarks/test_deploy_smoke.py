@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench  # noqa: E402
-from deploy_bench import detections_difference, random_image  # noqa: E402
+from deploy_bench import detections_difference, random_image, runtime_versions  # noqa: E402
 from measure import CLOCKS  # noqa: E402
 from model_bench import build_models  # noqa: E402
 from plan import (  # noqa: E402
@@ -102,10 +102,19 @@ def test_detections_difference_matches_whole_rows():
 def test_full_plan_times_breadth_runtimes_static_up_to_640():
     """`make bench`'s deploy part: onnxruntime and OpenVINO at every kind (1280 included), MNN and ExecuTorch at the
     static kinds up to 640 px, LiteRT at static 320 only (the matrix checks those runtimes static)."""
+    assert DEPLOY_FULL.runtimes == RUNTIMES
     timed = {(rt, kind.name) for kind in DEPLOY_FULL.exports for rt in RUNTIMES if DEPLOY_FULL.serves(rt, kind)}
     kinds = {"static-640", "static-320", "dynamic-640", "static-1280"}
     static = {(rt, k) for rt in (MNN, EXECUTORCH) for k in ("static-640", "static-320")} | {(LITERT, "static-320")}
     assert timed == {(rt, k) for rt in (ONNXRUNTIME, OPENVINO) for k in kinds} | static
+
+
+def test_runtime_versions_name_every_installed_runtime():
+    """Every runtime of the plan is installed here (`make venv`), and its version is found under its package's name
+    (LiteRT's is ai-edge-litert)."""
+    versions = runtime_versions()
+    assert set(versions) == set(RUNTIMES)
+    assert "not installed" not in versions.values(), versions
 
 
 @pytest.mark.slow
