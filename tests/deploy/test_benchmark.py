@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from ultralytics import RTDETR
+from ultralytics.cfg import DEFAULT_CFG_DICT
 
-from .conftest import BASELINE, PARITY_MODELS
+from .conftest import BASELINE, EXPORT_IMGSZ, PARITY_MODELS
 from .test_runtimes import BASELINE_FAILURES, BOUNDS, EXPORT
 
 BENCHMARK_FORMATS = ("-", "torchscript", "onnx", "openvino", *BOUNDS)  # "-": PyTorch itself
-BENCHMARK_IMGSZ = 160  # upstream's default
+BENCHMARK_IMGSZ = EXPORT_IMGSZ  # the matrix's size, so that it runs the matrix's exports (upstream's default: 160)
 STATUS, METRIC = "Status❔", "metrics/mAP50-95(B)"
 PYTORCH = "-"
 FP32_FORMATS = ("torchscript", "onnx", "mnn", "executorch", "litert")  # fp32 on x86 CPUs (OpenVINO: bf16 on bf16 CPUs)
@@ -33,11 +34,37 @@ def expected_status(fmt: str) -> str:
     return "❌" if BASELINE_FAILURES[fmt][0] == EXPORT else "❎"
 
 
+def shared_export(exports: dict[tuple[str, str, bool], str], model: str):
+    """A stand-in for `Model.export` inside `benchmark()` that takes the matrix's static export of model.
+
+    `benchmark()` exports each format with `model.export(imgsz=, format=, quantize=None, data=, device=, verbose=,
+    nms=None, **<the format's other export arguments at their defaults>)`. At EXPORT_IMGSZ, fp32 and those defaults
+    that is the matrix's own static export (conftest.py's `exports`, batch 1; `data` serves INT8 calibration only, and
+    RT-DETR has no NMS), so each format exports once for the benchmark and the cells. An export that raises raises here
+    too, each time it is asked for (PaddlePaddle's).
+
+    Args:
+        exports (dict[tuple[str, str, bool], str]): The session's lazily exported files.
+        model (str): Model YAML of the benchmarked checkpoint.
+
+    Returns:
+        (Callable[..., str]): The replacement export, returning the exported file's path.
+    """
+
+    def export(*, format: str, imgsz: int | list[int], quantize: int | str | None, nms: bool | None, **kwargs) -> str:
+        assert imgsz in (EXPORT_IMGSZ, [EXPORT_IMGSZ] * 2) and quantize is None and not nms, (imgsz, quantize, nms)
+        changed = {k: v for k, v in kwargs.items() if k in DEFAULT_CFG_DICT and v != DEFAULT_CFG_DICT[k]}
+        assert not changed, f"benchmark() exported {format} with non-default arguments {changed}"
+        return exports[model, format, False]
+
+    return export
+
+
 @pytest.fixture(scope="module")
-def benchmarks(calibrated, deploy_data: Path, tmp_path_factory) -> dict[str, dict[str, dict[str, str]]]:
-    """Per model, `RTDETR(checkpoint).benchmark(...)` (what `yolo benchmark` calls) of every BENCHMARK_FORMATS format:
-    its row of upstream's table, as strings. Each model benchmarks a copy of its checkpoint in a folder of its own,
-    where the exports and benchmarks.log go."""
+def benchmarks(calibrated, exports, deploy_data: Path, tmp_path_factory) -> dict[str, dict[str, dict[str, str]]]:
+    """Per model, `RTDETR(checkpoint).benchmark(...)` (what `yolo benchmark` calls) of every BENCHMARK_FORMATS format,
+    its exports the matrix's (`shared_export`): its row of upstream's table, as strings. Each model benchmarks a copy
+    of its checkpoint in a folder of its own, where benchmarks.log goes."""
     tables = {}
     for model, weights in calibrated.items():
         folder = tmp_path_factory.mktemp(f"benchmark-{Path(model).stem}")
@@ -46,20 +73,13 @@ def benchmarks(calibrated, deploy_data: Path, tmp_path_factory) -> dict[str, dic
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(folder)
             for fmt in BENCHMARK_FORMATS:
-                benchmark = RTDETR(checkpoint).benchmark(
+                rtdetr = RTDETR(checkpoint)
+                patch.setattr(rtdetr, "export", shared_export(exports, model), raising=False)
+                benchmark = rtdetr.benchmark(
                     data=str(deploy_data), imgsz=BENCHMARK_IMGSZ, format=fmt, device="cpu", verbose=False
                 )
                 tables[model][fmt] = benchmark.row(0, named=True)
-                remove_exports(folder, keep={checkpoint, folder / "benchmarks.log"})
     return tables
-
-
-def remove_exports(folder: Path, keep: set[Path]) -> None:
-    """Delete what a benchmark exported into folder (nothing reads it again; 8 formats for 3 models would take about
-    3.4 GB)."""
-    for path in folder.iterdir():
-        if path not in keep:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 @pytest.mark.parametrize("model", PARITY_MODELS)
