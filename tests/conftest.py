@@ -14,7 +14,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from fixture_groups import GroupScheduling  # noqa: E402
 from yolo_offline import prepare  # noqa: E402
 
 prepare(Path(os.environ.get("YOLO_CONFIG_DIR") or tempfile.mkdtemp(prefix="yolo-config-")))
@@ -31,6 +30,9 @@ def pytest_addoption(parser):
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log) -> GroupScheduling:
-    """pytest-xdist's scheduler for `make test` (`-n 2 --dist loadscope`): whole fixture groups per process."""
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """pytest-xdist's scheduler for `make test` (`-n 2 --dist loadscope`): whole fixture groups per process
+    (`fixture_groups.GroupScheduling`; imported here, so that pytest without xdist still runs the suite)."""
+    from fixture_groups import GroupScheduling
+
     return GroupScheduling(config, log)

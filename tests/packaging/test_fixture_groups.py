@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fixture_groups import fixture_group
+import pytest
+
+from fixture_groups import SHARED_FIXTURE_FOLDERS, GroupScheduling, fixture_group
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 # a generated tests/ tree: the deployment matrix in two files, and two files of a per-file folder that come first in
@@ -69,3 +71,17 @@ def test_deploy_matrix_runs_whole_in_one_process_first(tmp_path: Path):
     on_worker = [test for worker, test in runs if worker in deploy_workers]
     deploy_tests = TREE["deploy/test_first.py"] + TREE["deploy/test_second.py"]
     assert all("/deploy/" in test for test in on_worker[:deploy_tests]), on_worker
+
+
+def test_suite_conftest_gives_xdist_the_group_scheduler(pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch):
+    """The suite's own hook (tests/conftest.py) is what pytest-xdist asks for its scheduler, with `-n 2`:
+    GroupScheduling."""
+    monkeypatch.setattr(pytestconfig.option, "tx", ["2*popen"])  # what `-n 2` sets
+    scheduler = pytestconfig.hook.pytest_xdist_make_scheduler(config=pytestconfig, log=None)
+    assert isinstance(scheduler, GroupScheduling), scheduler
+
+
+def test_every_folder_with_session_fixtures_is_one_group():
+    """Each tests/ folder whose conftest.py holds a session-scoped fixture is in SHARED_FIXTURE_FOLDERS."""
+    folders = {path.parent.name for path in TESTS_DIR.glob("*/conftest.py") if 'scope="session"' in path.read_text()}
+    assert folders == SHARED_FIXTURE_FOLDERS

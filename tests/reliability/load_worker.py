@@ -43,9 +43,10 @@ MIN_SIDE, MAX_SIDE = 32, 640  # 32 px: P5 is 1x1, smaller than BRA's region grid
 MAX_BATCH = 4
 DETECTION = 6  # cx, cy, w, h, score, class index (RTDETRDecoder's eval output)
 DECODER_STRIDES = (8, 16, 32)  # the maps RTDETRDecoder takes its queries from, one anchor per cell
-# the CI machine's 2 cores, shared with the other pytest-xdist process under `make test`: 2 threads beside a busy
-# process took 7x as long (327 s against 45)
-THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+CI_CORES = 2
+# the CI machine's cores, shared with the other pytest-xdist process under `make test`: 2 threads beside a busy process
+# took 7x as long (327 s against 45)
+THREADS = max(1, CI_CORES // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 TRAIN_DIM, TRAIN_HEADS = 256, 4  # the BRA layer of the training run
 TRAIN_SHAPES, TRAIN_CYCLES = 12, 5  # distinct map sizes, repeated: oneDNN's per-shape caches fill in the first cycles
 TRAIN_STEPS = TRAIN_SHAPES * TRAIN_CYCLES
