@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # test and export extras, pinned: offline, Ultralytics cannot install what an export or a test asks for
-DEV_EXTRAS := wheel==0.48.0 pytest==9.2.0 pytest-xdist==3.8.0 execnet==2.1.2 onnx==1.23.2 onnxruntime==1.32.0 onnxslim==0.1.98 openvino==2026.4.1
+DEV_EXTRAS := wheel==0.48.0 pytest==9.2.0 pytest-xdist==3.8.0 execnet==2.1.2 onnx==1.23.2 onnxruntime==1.32.0 \
+	onnxslim==0.1.98 openvino==2026.4.1
 COMPARE_EXTRAS := faster-coco-eval==1.8.0
 # the deploy matrix's breadth runtimes (tests/deploy/test_runtimes.py), with what they use but do not declare (x2paddle
 # imports six; ncnn's own dependencies, which upstream skips with --no-deps, pinned here); protobuf below 7, upstream's
@@ -19,7 +20,7 @@ RUNTIME_EXTRAS := ncnn==1.0.20261020 portalocker==4.4.2 tqdm==4.70.1 pnnx==20260
 LITERT_EXTRAS := litert-torch==0.10.0 ai-edge-litert==2.3.0 typing-extensions==4.12.2 cattrs==25.2.0 pydantic==2.11.10
 PYTEST_ARGS ?=
 # pytest processes of make test (pytest-xdist; 0: in this process). Ultralytics runs torch on cores-1 threads, one on
-# a 2-core machine, so two processes use both cores; tests/conftest.py keeps each group of shared fixtures in one
+# a 2-core machine, so two processes use both cores; tests/fixture_groups.py keeps each group of shared fixtures in one
 PYTEST_WORKERS ?= 2
 BENCH_ARGS ?=
 # make train: override on the command line, e.g. `make train DATA=/path/data.yaml EPOCHS=100 IMGSZ=640 DEVICE=0`
